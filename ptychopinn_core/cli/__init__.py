@@ -1,0 +1,1 @@
+"""The ``ptychopinn`` command line: one module per command, loaded on demand."""

@@ -1,0 +1,103 @@
+"""Entry point of the ``ptychopinn`` command: global options, lazy commands, one-line errors.
+
+Each command lives in its own module of this package and is imported only when it is
+invoked (or listed in ``--help``), so ``ptychopinn backends`` never pays for the
+commands that train or plot.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from dataclasses import dataclass
+
+import click
+
+from ptychopinn_core import __version__
+
+__all__ = ["main", "cli", "CliState"]
+
+# command name -> "module:attribute" of its click.Command
+_COMMANDS: dict[str, str] = {
+    "inspect": "ptychopinn_core.cli.inspect:inspect_command",
+    "simulate": "ptychopinn_core.cli.simulate:simulate_command",
+    "evaluate": "ptychopinn_core.cli.evaluate:evaluate_command",
+}
+
+
+@dataclass(frozen=True)
+class CliState:
+    """Options of the top-level command that every subcommand may read."""
+
+    debug: bool = False
+    quiet: bool = False
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported when first needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = _COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="ptychopinn")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("--quiet", "-q", is_flag=True, help="Silence progress bars and notes.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """PtychoPINN: physics-informed neural-network ptychography.
+
+    \b
+    Examples:
+      ptychopinn simulate --out scan.npz --n-positions 500
+      ptychopinn inspect scan.npz
+    """
+    ctx.obj = CliState(debug=debug, quiet=quiet)
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; errors become one line on stderr and a non-zero exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="ptychopinn", standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        return stop.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except Exception as error:  # noqa: BLE001 - the CLI boundary: one line, or the trace
+        if debug:
+            raise
+        click.echo(f"error: {_one_line(error)}", err=True)
+        return 1
+    return 0
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    if not isinstance(error, (ValueError, TypeError, ImportError, OSError, KeyError)):
+        text = f"{type(error).__name__}: {text} (internal error; rerun with --debug and report it)"
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

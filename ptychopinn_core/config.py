@@ -1,0 +1,240 @@
+"""One typed, validated, immutable configuration for model, data, training, inference
+and execution.
+
+Defaults are those of ``docs/physics.md``. A :class:`Config` is built once (from
+defaults, a TOML file and command-line overrides) and passed explicitly to whatever
+needs it; nothing reads configuration from module state. Bundles store
+``config.to_dict()`` and restore it with :meth:`Config.from_dict`.
+
+Examples
+--------
+>>> cfg = Config().with_overrides({"training.epochs": "5", "model.gridsize": 2})
+>>> cfg.training.epochs, cfg.model.group_size
+(5, 4)
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "parse_assignments",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "ExecutionConfig",
+    "InferenceConfig",
+    "ModelConfig",
+    "TrainingConfig",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class ModelConfig(_Section):
+    """The network and the differentiable forward model (physics.md §4-5)."""
+
+    pattern_size: int = Field(64, ge=8, description="Diffraction pattern side N in pixels.")
+    gridsize: int = Field(1, ge=1, le=4, description="Group side g; C = g*g patterns per group.")
+    n_filters_scale: int = Field(2, ge=1, description="Multiplier of the encoder/decoder widths.")
+    amp_activation: Literal["sigmoid", "softplus", "relu", "swish"] = "sigmoid"
+    probe_trainable: bool = False
+    probe_mask: bool = Field(False, description="Circular mask of radius N/4 on the probe.")
+    intensity_scale_trainable: bool = Field(False, description="Learn log(s) instead of fixing s.")
+
+    @field_validator("pattern_size")
+    @classmethod
+    def _pattern_size_fits_network(cls, size: int) -> int:
+        # The encoder halves N down to an 8 x 8 bottleneck and the decoder returns to N/2
+        # (physics.md §4: one level per doubling), so N must be 8 * 2**k with k >= 1.
+        if size < 16 or size & (size - 1):
+            raise ValueError(f"must be a power of two >= 16 (e.g. 64, 128, 256), received {size}")
+        return size
+
+    @property
+    def group_size(self) -> int:
+        """Number of channels C = gridsize**2."""
+        return self.gridsize * self.gridsize
+
+
+class DataConfig(_Section):
+    """How scans are read, normalised and grouped (physics.md §2-3)."""
+
+    nphotons: float = Field(1e9, gt=0, description="Expected photons per pattern.")
+    n_neighbors: int = Field(4, ge=1, description="K nearest neighbours a group is drawn from.")
+    n_groups: int | None = Field(None, ge=1, description="Subsample this many groups (seeded).")
+    measurement: Literal["auto", "amplitude", "counts"] = "auto"
+
+    @property
+    def is_subsampled(self) -> bool:
+        return self.n_groups is not None
+
+
+class TrainingConfig(_Section):
+    """Optimisation (physics.md §6-7)."""
+
+    mode: Literal["pinn", "supervised"] = "pinn"
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.999, ge=0, lt=1)
+    # TF (1e-7) and torch (1e-8) differ by default; one explicit value keeps them equal.
+    adam_epsilon: float = Field(1e-7, gt=0)
+    lr_plateau_factor: float = Field(0.5, gt=0, lt=1)
+    lr_plateau_patience: int = Field(2, ge=1)
+    min_learning_rate: float = Field(1e-4, gt=0)
+    early_stopping_patience: int | None = Field(
+        5, ge=1, description="Epochs without validation improvement; None disables."
+    )
+    validation_fraction: float = Field(0.05, ge=0, lt=1)
+    nll_weight: float = Field(1.0, ge=0)
+    mae_weight: float = Field(0.0, ge=0)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_loss(self) -> TrainingConfig:
+        if self.mode == "pinn" and self.nll_weight == 0 and self.mae_weight == 0:
+            raise ValueError("nll_weight and mae_weight are both 0: the PINN loss would be empty")
+        if self.min_learning_rate > self.learning_rate:
+            raise ValueError(
+                f"min_learning_rate ({self.min_learning_rate}) exceeds learning_rate "
+                f"({self.learning_rate})"
+            )
+        return self
+
+
+class InferenceConfig(_Section):
+    """Prediction and stitching (physics.md §8)."""
+
+    chunk_size: int = Field(1024, ge=1, description="Patterns per streamed prediction chunk.")
+    stitch_crop: int | None = Field(
+        None, ge=1, description="Central window kept per patch; None = N*5//16 (20 for N=64)."
+    )
+
+
+class ExecutionConfig(_Section):
+    """Where and how the work runs; backends read what they support."""
+
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: int | Literal["auto"] = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: Literal["auto", "single", "mirrored", "ddp"] = "auto"
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    workers: int = Field(0, ge=0, description="Data-loading worker processes.")
+    deterministic: bool = False
+
+
+class Config(_Section):
+    """The complete configuration; immutable, so it can be shared and stored safely."""
+
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    training: TrainingConfig = TrainingConfig()
+    inference: InferenceConfig = InferenceConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+
+    # -- construction -------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> Config:
+        """Validate a nested ``{section: {key: value}}`` mapping."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            raise ConfigError(_describe(error, source)) from None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> Config:
+        """Read a TOML file whose tables are the sections (``[training]``, ...)."""
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: invalid TOML: {error}") from None
+        return cls.from_dict(values, source=str(path))
+
+    def with_overrides(self, overrides: dict[str, Any], *, source: str = "--set") -> Config:
+        """A copy with dotted keys replaced (``{"training.epochs": "5"}``), re-validated.
+
+        Values may be strings as typed on a command line; they are parsed as TOML
+        values when possible (``5``, ``1e-3``, ``true``, ``"text"``) and otherwise
+        kept as text, then validated like any other value. ``none`` clears an optional.
+        """
+        values = self.to_dict()
+        for dotted, raw in overrides.items():
+            section, _, key = dotted.partition(".")
+            if section not in values or not key:
+                raise ConfigError(
+                    f"{source}: unknown config key {dotted!r}; keys look like "
+                    f"'section.key' with section one of {', '.join(values)}"
+                )
+            if key not in values[section]:
+                raise ConfigError(
+                    f"{source}: unknown config key {dotted!r}; allowed keys in "
+                    f"[{section}]: {', '.join(values[section])}"
+                )
+            values[section][key] = _parse_value(raw)
+        return self.from_dict(values, source=source)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (JSON/TOML-ready)."""
+        return self.model_dump(mode="json")
+
+
+def parse_assignments(assignments: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Turn ``["training.epochs=5", ...]`` (``--set`` options) into a mapping."""
+    parsed: dict[str, str] = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+def _parse_value(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    if raw.strip().lower() in {"none", "null"}:
+        return None
+    try:
+        return tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            section = str(item["loc"][0]) if len(item["loc"]) > 1 else None
+            allowed = _allowed_keys(section)
+            problems.append(f"unknown config key {location!r}; allowed: {allowed}")
+        else:
+            value = item.get("input")
+            shown = f"={value!r}" if not isinstance(value, dict) else ""
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(f"invalid value {location}{shown}: {message}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def _allowed_keys(section: str | None) -> str:
+    fields = Config.model_fields
+    if section is None or section not in fields:
+        return ", ".join(fields)
+    return ", ".join(fields[section].annotation.model_fields)

@@ -1,0 +1,3 @@
+"""TensorFlow backend of the PtychoPINN reconstructor."""
+
+__version__ = "0.1.0"
