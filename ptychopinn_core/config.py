@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = [
     "parse_assignments",
+    "to_toml",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -48,8 +49,10 @@ class ModelConfig(_Section):
     pattern_size: int = Field(64, ge=8, description="Diffraction pattern side N in pixels.")
     gridsize: int = Field(1, ge=1, le=4, description="Group side g; C = g*g patterns per group.")
     n_filters_scale: int = Field(2, ge=1, description="Multiplier of the encoder/decoder widths.")
-    amp_activation: Literal["sigmoid", "softplus", "relu", "swish"] = "sigmoid"
-    probe_trainable: bool = False
+    amp_activation: Literal["sigmoid", "softplus", "relu", "swish"] = Field(
+        "sigmoid", description="Activation of the amplitude head."
+    )
+    probe_trainable: bool = Field(False, description="Refine the probe during training.")
     probe_mask: bool = Field(False, description="Circular mask of radius N/4 on the probe.")
     intensity_scale_trainable: bool = Field(False, description="Learn log(s) instead of fixing s.")
 
@@ -74,7 +77,9 @@ class DataConfig(_Section):
     nphotons: float = Field(1e9, gt=0, description="Expected photons per pattern.")
     n_neighbors: int = Field(4, ge=1, description="K nearest neighbours a group is drawn from.")
     n_groups: int | None = Field(None, ge=1, description="Subsample this many groups (seeded).")
-    measurement: Literal["auto", "amplitude", "counts"] = "auto"
+    measurement: Literal["auto", "amplitude", "counts"] = Field(
+        "auto", description="Domain of float diffraction data when a file does not declare it."
+    )
 
     @property
     def is_subsampled(self) -> bool:
@@ -84,24 +89,34 @@ class DataConfig(_Section):
 class TrainingConfig(_Section):
     """Optimisation (physics.md §6-7)."""
 
-    mode: Literal["pinn", "supervised"] = "pinn"
-    epochs: int = Field(50, ge=1)
-    batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    adam_beta1: float = Field(0.9, ge=0, lt=1)
-    adam_beta2: float = Field(0.999, ge=0, lt=1)
+    mode: Literal["pinn", "supervised"] = Field(
+        "pinn", description="pinn: Poisson loss through the physics; supervised: MAE to Y."
+    )
+    epochs: int = Field(50, ge=1, description="Maximum number of epochs.")
+    batch_size: int = Field(16, ge=1, description="Groups per optimisation step.")
+    learning_rate: float = Field(1e-3, gt=0, description="Initial Adam learning rate.")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="Adam beta1.")
+    adam_beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2.")
     # TF (1e-7) and torch (1e-8) differ by default; one explicit value keeps them equal.
-    adam_epsilon: float = Field(1e-7, gt=0)
-    lr_plateau_factor: float = Field(0.5, gt=0, lt=1)
-    lr_plateau_patience: int = Field(2, ge=1)
-    min_learning_rate: float = Field(1e-4, gt=0)
+    adam_epsilon: float = Field(1e-7, gt=0, description="Adam epsilon, explicit in both backends.")
+    lr_plateau_factor: float = Field(
+        0.5, gt=0, lt=1, description="Learning-rate factor on a validation plateau."
+    )
+    lr_plateau_patience: int = Field(
+        2, ge=1, description="Epochs without validation improvement before the factor applies."
+    )
+    min_learning_rate: float = Field(1e-4, gt=0, description="Floor of the plateau schedule.")
     early_stopping_patience: int | None = Field(
         5, ge=1, description="Epochs without validation improvement; None disables."
     )
-    validation_fraction: float = Field(0.05, ge=0, lt=1)
-    nll_weight: float = Field(1.0, ge=0)
-    mae_weight: float = Field(0.0, ge=0)
-    seed: int = Field(0, ge=0)
+    validation_fraction: float = Field(
+        0.05, ge=0, lt=1, description="Deterministic (seeded) share of groups held out."
+    )
+    nll_weight: float = Field(1.0, ge=0, description="Weight of the Poisson NLL (pinn mode).")
+    mae_weight: float = Field(0.0, ge=0, description="Weight of the amplitude MAE (pinn mode).")
+    seed: int = Field(
+        0, ge=0, description="Seeds weights, grouping, split and batch order."
+    )
 
     @model_validator(mode="after")
     def _some_loss(self) -> TrainingConfig:
@@ -127,13 +142,23 @@ class InferenceConfig(_Section):
 class ExecutionConfig(_Section):
     """Where and how the work runs; backends read what they support."""
 
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int | Literal["auto"] = "auto"
-    num_nodes: int = Field(1, ge=1)
-    strategy: Literal["auto", "single", "mirrored", "ddp"] = "auto"
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="auto uses a GPU when the backend sees one."
+    )
+    devices: int | Literal["auto"] = Field(
+        "auto", description="Devices per node for distributed training."
+    )
+    num_nodes: int = Field(1, ge=1, description="Nodes for distributed training (torch DDP).")
+    strategy: Literal["auto", "single", "mirrored", "ddp"] = Field(
+        "auto", description="Distribution strategy: mirrored (TensorFlow), ddp (Lightning)."
+    )
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(
+        "32", description="Numeric precision of training."
+    )
     workers: int = Field(0, ge=0, description="Data-loading worker processes.")
-    deterministic: bool = False
+    deterministic: bool = Field(
+        False, description="Ask the framework for deterministic kernels (slower)."
+    )
 
 
 class Config(_Section):
@@ -238,3 +263,28 @@ def _allowed_keys(section: str | None) -> str:
     if section is None or section not in fields:
         return ", ".join(fields)
     return ", ".join(fields[section].annotation.model_fields)
+
+
+def to_toml(config: Config) -> str:
+    """The configuration as TOML text that :meth:`Config.from_toml` reads back.
+
+    TOML has no null: an optional key that is unset is written as a comment.
+    """
+    lines: list[str] = []
+    for section, values in config.to_dict().items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is None:
+                lines.append(f"# {key} = (unset)")
+            else:
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -20,6 +20,8 @@ __all__ = ["main", "cli", "CliState"]
 
 # command name -> "module:attribute" of its click.Command
 _COMMANDS: dict[str, str] = {
+    "backends": "ptychopinn_core.cli.backends:backends_command",
+    "config": "ptychopinn_core.cli.config:config_command",
     "inspect": "ptychopinn_core.cli.inspect:inspect_command",
     "simulate": "ptychopinn_core.cli.simulate:simulate_command",
     "evaluate": "ptychopinn_core.cli.evaluate:evaluate_command",
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="ptychopinn", standalone_mode=False)
+        result = cli.main(args=args, prog_name="ptychopinn", standalone_mode=False)
     except click.exceptions.Exit as stop:
         return stop.exit_code
     except click.Abort:
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         click.echo(f"error: {_one_line(error)}", err=True)
         return 1
-    return 0
+    # --help and --version end the run through click's Exit, returned as its code
+    return result if isinstance(result, int) else 0
 
 
 def _one_line(error: BaseException) -> str:
