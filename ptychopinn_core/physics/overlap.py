@@ -1,0 +1,220 @@
+"""The overlap constraint: merge a group's patches into one object, cut them out again.
+
+When ``C = gridsize**2 > 1`` positions are predicted together, each channel's patch
+is placed into the frame of its group (centred on the group centre), the channels are
+averaged where their windows overlap, and every channel is re-extracted from that
+average. Patches of neighbouring positions are thereby forced to agree on the object
+they share. See ``docs/physics.md`` ("Overlap constraint").
+
+Conventions
+-----------
+- Patches are ``(B, C, N, N)``; offsets are ``(B, C, 2)`` ``(x, y)`` pixels,
+  ``offset_c = position_c - group_centre`` (:mod:`ptychopinn_core.physics.grouping`).
+- A patch at position ``p`` shows ``O[p - N//2 + r]``; the group frame shows
+  ``O[centre - N//2 + q]``. A feature therefore sits ``offset_c`` further along in the
+  group frame than in channel ``c``'s patch: merging translates channel ``c`` by
+  ``+offset_c`` and extraction translates the merged object by ``-offset_c``
+  (:func:`~ptychopinn_core.physics.translate.translate` moves content by ``+shift``).
+- The network predicts content only in the central ``N/2 x N/2`` window
+  (:func:`pad_to_full`); the window mask ``w`` is that region.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ptychopinn_core.physics.translate import translate
+
+__all__ = [
+    "MERGE_MASK_THRESHOLD",
+    "central_window_mask",
+    "pad_to_full",
+    "merge_patches",
+    "extract_from_merged",
+    "enforce_overlap",
+]
+
+#: Smallest summed (translated) window weight at which the merged object is defined.
+#: Below it the merged object is zero rather than ``sum / weight``: dividing by a tiny
+#: weight would amplify the faint bilinear fringe of a window edge. 1e-3 is far above
+#: float32 rounding of a weight (~1e-7); a pixel below it is covered by less than a
+#: thousandth of a window pixel, so zeroing it loses at most that fraction of content.
+MERGE_MASK_THRESHOLD = 1e-3
+
+
+def _check_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"invalid patch size: expected an int, received size={size!r}")
+    if size < 4 or size % 4:
+        raise ValueError(
+            "invalid patch size: expected a positive multiple of 4 (the central window "
+            f"N/2 is padded by N/4 on each side), received size={size}"
+        )
+    return int(size)
+
+
+def _real_dtype(array: np.ndarray) -> np.dtype:
+    """The real dtype matching an array (float32 for complex64, float64 otherwise)."""
+    if array.dtype.kind in "fc":
+        return np.finfo(array.dtype).dtype
+    return np.dtype(np.float64)
+
+
+def central_window_mask(size: int, dtype=np.float64) -> np.ndarray:
+    """Ones in the central ``N/2 x N/2`` window, zeros elsewhere.
+
+    Parameters
+    ----------
+    size : int
+        Patch side ``N``, a multiple of 4.
+    dtype : numpy dtype, optional
+        Real dtype of the mask (default float64).
+
+    Returns
+    -------
+    ndarray, shape (N, N)
+        ``w[r, c] = 1`` for ``N//4 <= r, c < N//4 + N//2``, else 0: exactly the pixels
+        :func:`pad_to_full` fills.
+    """
+    size = _check_size(size)
+    mask = np.zeros((size, size), dtype=dtype)
+    start, stop = size // 4, size // 4 + size // 2
+    mask[start:stop, start:stop] = 1
+    return mask
+
+
+def pad_to_full(head: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad a network head output from ``N/2 x N/2`` to ``N x N``.
+
+    The network predicts an oversampled patch: content only in the central window,
+    ``N/4`` zero pixels on every side (docs/physics.md, "Network").
+
+    Parameters
+    ----------
+    head : ndarray, shape (..., N/2, N/2)
+    size : int
+        Full patch side ``N``, a multiple of 4.
+
+    Returns
+    -------
+    ndarray, shape (..., N, N), dtype of ``head``
+    """
+    size = _check_size(size)
+    head = np.asarray(head)
+    half = size // 2
+    if head.ndim < 2 or head.shape[-2:] != (half, half):
+        raise ValueError(
+            f"invalid head shape: expected (..., {half}, {half}) for size={size}, "
+            f"received head.shape={head.shape}"
+        )
+    quarter = size // 4
+    pad = ((0, 0),) * (head.ndim - 2) + ((quarter, quarter), (quarter, quarter))
+    return np.pad(head, pad)
+
+
+def _check_group_arrays(patches: np.ndarray, offsets_xy: np.ndarray) -> None:
+    if patches.ndim != 4 or patches.shape[-1] != patches.shape[-2]:
+        raise ValueError(
+            "invalid patches shape: expected (B, C, N, N), "
+            f"received patches.shape={patches.shape}"
+        )
+    expected = patches.shape[:2] + (2,)
+    if offsets_xy.shape != expected:
+        raise ValueError(
+            f"invalid offsets shape: expected {expected} for patches of shape "
+            f"{patches.shape}, received offsets_xy.shape={offsets_xy.shape}"
+        )
+
+
+def merge_patches(patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
+    """Average a group's windowed patches in the group frame.
+
+    Equation (``T_d`` = :func:`translate` by ``d``, ``w`` = :func:`central_window_mask`,
+    ``t`` = :data:`MERGE_MASK_THRESHOLD`)::
+
+        S = sum_c T_{+offset_c}(w * O_c)
+        W = sum_c T_{+offset_c}(w)
+        merged = where(W > t, S / maximum(W, t), 0)
+
+    ``maximum(W, t)`` keeps the untaken branch finite, so the same expression has
+    finite gradients in TensorFlow and PyTorch. Applying ``w`` to the patches is a
+    no-op for network output (already zero outside the window); it makes the merge
+    a weighted average for any input, hence ``|merged| <= max |O_c|``: never amplified.
+
+    Parameters
+    ----------
+    patches : ndarray, shape (B, C, N, N), complex or real
+        Object patches ``O_c``, each in its own position's frame.
+    offsets_xy : ndarray, shape (B, C, 2), float
+        ``offset_c = position_c - centre`` in pixels, ``(x, y)``.
+
+    Returns
+    -------
+    ndarray, shape (B, N, N), dtype of ``patches``
+        The merged object in the group frame: pixel ``q`` shows ``O[centre - N//2 + q]``.
+    """
+    patches = np.asarray(patches)
+    offsets_xy = np.asarray(offsets_xy, dtype=np.float64)
+    _check_group_arrays(patches, offsets_xy)
+    size = patches.shape[-1]
+    window = central_window_mask(size, dtype=_real_dtype(patches))
+    weights = translate(np.broadcast_to(window, patches.shape), offsets_xy).sum(axis=1)
+    summed = translate(patches * window, offsets_xy).sum(axis=1)
+    threshold = weights.dtype.type(MERGE_MASK_THRESHOLD)
+    merged = np.where(weights > threshold, summed / np.maximum(weights, threshold), 0)
+    return merged.astype(summed.dtype, copy=False)
+
+
+def extract_from_merged(merged: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
+    """Cut each channel's patch out of its group's merged object.
+
+    Equation: ``O'_c = T_{-offset_c}(merged)``, i.e.
+    ``O'_c[r] = merged(r + offset_c)`` (bilinear, zero outside the group frame).
+
+    Parameters
+    ----------
+    merged : ndarray, shape (B, N, N)
+        Merged objects in their group frames (:func:`merge_patches`).
+    offsets_xy : ndarray, shape (B, C, 2), float
+        ``offset_c = position_c - centre`` in pixels, ``(x, y)``.
+
+    Returns
+    -------
+    ndarray, shape (B, C, N, N), dtype of ``merged``
+        Not windowed: overlap carries neighbours' content beyond the own window.
+    """
+    merged = np.asarray(merged)
+    offsets_xy = np.asarray(offsets_xy, dtype=np.float64)
+    if merged.ndim != 3 or merged.shape[-1] != merged.shape[-2]:
+        raise ValueError(
+            f"invalid merged shape: expected (B, N, N), received merged.shape={merged.shape}"
+        )
+    if offsets_xy.ndim != 3 or offsets_xy.shape[0] != merged.shape[0] or offsets_xy.shape[2] != 2:
+        raise ValueError(
+            f"invalid offsets shape: expected ({merged.shape[0]}, C, 2) for merged of shape "
+            f"{merged.shape}, received offsets_xy.shape={offsets_xy.shape}"
+        )
+    channels = offsets_xy.shape[1]
+    stacked = np.broadcast_to(merged[:, None], (merged.shape[0], channels) + merged.shape[1:])
+    return translate(stacked, -offsets_xy)
+
+
+def enforce_overlap(patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
+    """Overlap constraint: ``extract_from_merged(merge_patches(patches, offsets), offsets)``.
+
+    Parameters
+    ----------
+    patches : ndarray, shape (B, C, N, N)
+    offsets_xy : ndarray, shape (B, C, 2)
+
+    Returns
+    -------
+    ndarray, shape (B, C, N, N)
+        For ``C == 1`` the patches themselves (no grouping, nothing to enforce).
+    """
+    patches = np.asarray(patches)
+    offsets_xy = np.asarray(offsets_xy, dtype=np.float64)
+    _check_group_arrays(patches, offsets_xy)
+    if patches.shape[1] == 1:
+        return patches
+    return extract_from_merged(merge_patches(patches, offsets_xy), offsets_xy)
