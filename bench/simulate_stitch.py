@@ -1,0 +1,105 @@
+"""Benchmark: simulate a scan and stitch its ground-truth patches back.
+
+Run from the repository root::
+
+    .venv/bin/python bench/simulate_stitch.py                    # 10^4 positions, N = 64
+    .venv/bin/python bench/simulate_stitch.py --n-positions 2000 --size 128
+
+Prints ONE JSON object: the machine, the problem size, wall-clock seconds and
+positions per second of simulation and of stitching, the peak traced memory of a
+streamed stitch (canvas + one chunk, independent of M) and the process's peak RSS.
+Nothing is asserted: timings are measured here, never in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+
+def _machine() -> dict[str, object]:
+    import scipy
+    import skimage
+
+    from ptychopinn_core import __version__
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit_image": skimage.__version__,
+        "ptychopinn_core": __version__,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-positions", type=int, default=10_000)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--nphotons", type=float, default=1e9)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chunk-size", type=int, default=1024)
+    args = parser.parse_args()
+
+    from ptychopinn_core.physics.stitching import ObjectFrame, Stitcher, default_crop_size, stitch
+    from ptychopinn_core.simulation import make_demo_scan
+
+    started = time.perf_counter()
+    scan = make_demo_scan(
+        args.n_positions, args.size, nphotons=args.nphotons, seed=args.seed,
+        chunk_size=args.chunk_size,
+    )
+    simulate_s = time.perf_counter() - started
+
+    frame = ObjectFrame.for_object(scan.object.shape)
+    positions = scan.positions_px
+    started = time.perf_counter()
+    stitched = stitch(scan.patches, positions, frame, chunk_size=args.chunk_size)
+    stitch_s = time.perf_counter() - started
+
+    # Peak memory of the streamed stitch alone: the patches already exist, so what is
+    # traced is the canvas plus the work space of one chunk.
+    stitcher = Stitcher(frame, default_crop_size(args.size), args.size)
+    tracemalloc.start()
+    for start in range(0, args.n_positions, args.chunk_size):
+        stop = start + args.chunk_size
+        stitcher.add(scan.patches[start:stop], positions[start:stop])
+    _, stitch_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    rss_scale = 1 if sys.platform == "darwin" else 1024
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * rss_scale
+    report = {
+        "benchmark": "simulate_stitch",
+        "machine": _machine(),
+        "n_positions": args.n_positions,
+        "pattern_size": args.size,
+        "object_shape": list(scan.object.shape),
+        "nphotons": args.nphotons,
+        "chunk_size": args.chunk_size,
+        "simulate_seconds": round(simulate_s, 3),
+        "simulate_positions_per_second": round(args.n_positions / simulate_s, 1),
+        "stitch_seconds": round(stitch_s, 3),
+        "stitch_positions_per_second": round(args.n_positions / stitch_s, 1),
+        "streamed_vs_one_shot_max_abs_diff": float(np.abs(stitched - stitcher.result()).max()),
+        "output_bytes": int(scan.diffraction.nbytes + scan.patches.nbytes + scan.object.nbytes),
+        "stitch_peak_traced_bytes": int(stitch_peak),
+        "process_peak_rss_bytes": int(peak_rss),
+    }
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
