@@ -159,6 +159,15 @@ class ExecutionConfig(_Section):
     deterministic: bool = Field(
         False, description="Ask the framework for deterministic kernels (slower)."
     )
+    run_dir: str | None = Field(
+        None, description="Folder for checkpoints and logs; unset: none are kept."
+    )
+    resume: bool = Field(
+        False, description="Continue from the last checkpoint in run_dir (backends that can)."
+    )
+    logger: Literal["csv", "tensorboard", "mlflow", "none"] = Field(
+        "csv", description="Metrics logger in run_dir (tensorboard/mlflow only if installed)."
+    )
 
 
 class Config(_Section):
