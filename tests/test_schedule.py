@@ -11,9 +11,9 @@ from ptychopinn_core.schedule import EarlyStopping, PlateauSchedule
 def test_plateau_halves_after_patience_epochs_and_respects_the_floor():
     schedule = PlateauSchedule.from_config(Config().training)
     rates = [schedule.step(loss) for loss in [10, 9, 9, 9, 9, 9, 9, 9, 9, 9]]
-    assert rates[:2] == [1e-3, 1e-3]
-    assert rates[2] == 5e-4  # two epochs without improvement
-    assert rates[4] == 2.5e-4
+    assert rates[:3] == [1e-3, 1e-3, 1e-3]
+    assert rates[3] == 5e-4  # second epoch without improvement after the best (9)
+    assert rates[5] == 2.5e-4
     assert min(rates) == 1e-4 and rates[-1] == 1e-4
 
 
