@@ -1,0 +1,561 @@
+"""Backend conformance kit: the checks every PtychoPINN backend must pass.
+
+Modelled on pandas' extension tests: the core ships a base class of pytest tests; a
+backend's test suite subclasses it and provides one fixture, ``backend`` (a
+:class:`~ptychopinn_core.backends.Backend`). The defaults of the other fixtures
+(``config``, ``scan``, ``model``, ...) are derived from the backend's capabilities
+and may be overridden too::
+
+    import pytest
+    from ptychopinn_core.backends import BackendRegistry
+    from ptychopinn_core.testing import BackendConformanceTests
+
+    class TestJaxBackend(BackendConformanceTests):
+        @pytest.fixture
+        def backend(self):
+            return BackendRegistry.discover().get("jax")
+
+What is checked: the description (info, capabilities), building from the core's
+initial weights, exact weight round trips (get/set and through a bundle file), each
+physics step against the numpy reference (:data:`TOLERANCES`), the forward pass
+against the numpy forward model, chunked prediction, and that a short training run
+lowers the loss and reports progress. A check is skipped only through capabilities
+(e.g. supervised training when ``"supervised" not in capabilities.modes``), never by
+backend name. Every check takes seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ptychopinn_core.backends import (
+    BACKEND_NAME_PATTERN,
+    Backend,
+    BackendInfo,
+    BackendModel,
+    Capabilities,
+    ForwardResult,
+    ProgressEvent,
+)
+from ptychopinn_core.config import Config
+from ptychopinn_core.data import ScanData
+from ptychopinn_core.model.bundle import ModelBundle, make_manifest, read_bundle, write_bundle
+from ptychopinn_core.model.parameters import (
+    effective_intensity_scale,
+    initial_weights,
+    parameter_specs,
+)
+from ptychopinn_core.model.state import History
+from ptychopinn_core.physics import (
+    amplitude_mae,
+    extract_from_merged,
+    far_field,
+    illuminate,
+    merge_patches,
+    pad_to_full,
+    pinn_loss,
+    poisson_nll,
+    supervised_mae,
+    translate,
+)
+from ptychopinn_core.simulation.probe import default_probe
+from ptychopinn_core.simulation.scan import make_demo_scan
+
+__all__ = [
+    "CONFORMANCE_SEED",
+    "PHYSICS_OPS",
+    "TOLERANCES",
+    "BackendConformanceTests",
+    "Tolerance",
+    "bitwise_equal",
+    "physics_case",
+    "relative_error",
+    "small_config",
+    "small_scan",
+]
+
+#: Seed of every random input the kit makes.
+CONFORMANCE_SEED = 20240611
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A relative-error bound and why it is that value."""
+
+    relative: float
+    reason: str
+
+
+#: Every tolerance of the kit, in one place (style.md §4). Relative errors are
+#: norm-wise: ``||actual - expected|| / ||expected||`` (:func:`relative_error`), with
+#: the expected value computed in float64 from the same float32 inputs.
+TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
+    {
+        "translate": Tolerance(
+            1e-6,
+            "bilinear weights from float32 coordinates: a few float32 roundings (eps 6e-8) per "
+            "output; inputs are smooth, as images are, so coordinate rounding is not amplified",
+        ),
+        "merge_patches": Tolerance(
+            1e-6,
+            "two translations, a channel sum and one division in float32; the division is "
+            "only taken where the window weight exceeds MERGE_MASK_THRESHOLD, never amplified",
+        ),
+        "extract_from_merged": Tolerance(1e-6, "one translation in float32, as 'translate'"),
+        "illuminate": Tolerance(1e-6, "one complex64 product per pixel: a single rounding"),
+        "far_field": Tolerance(
+            1e-6, "float32 FFT: error grows like eps * log2(N) ~ 3e-7 for N <= 64, norm-wise"
+        ),
+        "poisson_nll": Tolerance(
+            1e-6, "float32 log and a mean over all pixels; tree reductions keep it near eps"
+        ),
+        "amplitude_mae": Tolerance(1e-6, "float32 absolute difference and a mean, as 'poisson_nll'"),
+        "forward_amplitude": Tolerance(
+            1e-5,
+            "the backend's whole forward model in float32 (illumination, FFT, modulus) against "
+            "numpy in float64 on the backend's own patches: a few 1e-7 steps chained (design.md §7)",
+        ),
+        "prediction_repeat": Tolerance(
+            1e-6,
+            "the same weights and inputs run twice, or in batches of another size: frameworks may "
+            "pick other kernels for other batch sizes, which reorders float32 sums",
+        ),
+    }
+)
+
+#: The physics steps a backend implements (:class:`~ptychopinn_core.backends.PhysicsOps`).
+PHYSICS_OPS = (
+    "translate",
+    "merge_patches",
+    "extract_from_merged",
+    "illuminate",
+    "far_field",
+    "poisson_nll",
+    "amplitude_mae",
+)
+
+#: Positions of the kit's scan: 16 gives 12 training and 4 validation groups at the
+#: kit's validation fraction, so an epoch has several steps and still runs in seconds.
+_N_POSITIONS = 16
+_VALIDATION_FRACTION = 0.25
+_BATCH_SIZE = 4
+_PHYSICS_BATCH = 3
+_PHYSICS_CHANNELS = 4
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def relative_error(actual: Any, expected: Any) -> float:
+    """Norm-wise relative error ``||actual - expected||_2 / ||expected||_2``.
+
+    Parameters
+    ----------
+    actual, expected : array-like or float, same shape
+        Compared in complex128/float64.
+
+    Returns
+    -------
+    float
+        The absolute error norm when ``expected`` is all zeros.
+    """
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    if actual.shape != expected.shape:
+        raise ValueError(
+            f"cannot compare: expected shape {expected.shape}, received actual.shape={actual.shape}"
+        )
+    dtype = np.complex128 if (actual.dtype.kind == "c" or expected.dtype.kind == "c") else np.float64
+    difference = np.linalg.norm((actual.astype(dtype) - expected.astype(dtype)).ravel())
+    scale = np.linalg.norm(expected.astype(dtype).ravel())
+    return float(difference / scale) if scale > 0 else float(difference)
+
+
+def bitwise_equal(first: np.ndarray, second: np.ndarray) -> bool:
+    """Same dtype, shape and bytes (``-0.0 != 0.0``, NaN payloads compared): exact round trips."""
+    first, second = np.asarray(first), np.asarray(second)
+    return (
+        first.dtype == second.dtype
+        and first.shape == second.shape
+        and np.ascontiguousarray(first).tobytes() == np.ascontiguousarray(second).tobytes()
+    )
+
+
+def small_config(capabilities: Capabilities, *, mode: str | None = None) -> Config:
+    """A small configuration the backend supports, for checks that run in seconds.
+
+    The smallest supported pattern size, ``gridsize`` 2 when supported (so the overlap
+    constraint is exercised), ``n_filters_scale`` 1, two epochs of batches of 4, a 25%
+    validation split, CPU when supported (deterministic and always present).
+
+    Parameters
+    ----------
+    capabilities : Capabilities
+    mode : {"pinn", "supervised"}, optional
+        Default: "pinn" when supported, else "supervised".
+    """
+    if mode is None:
+        mode = "pinn" if "pinn" in capabilities.modes else "supervised"
+    return Config.from_dict(
+        {
+            "model": {
+                "pattern_size": min(capabilities.pattern_sizes),
+                "gridsize": 2 if 2 in capabilities.gridsizes else 1,
+                "n_filters_scale": 1,
+            },
+            "training": {
+                "mode": mode,
+                "epochs": 2,
+                "batch_size": _BATCH_SIZE,
+                "validation_fraction": _VALIDATION_FRACTION,
+                "seed": 0,
+            },
+            "execution": {"device": "cpu" if "cpu" in capabilities.devices else "auto"},
+        },
+        source="conformance kit",
+    )
+
+
+def small_scan(config: Config, n_positions: int = _N_POSITIONS) -> ScanData:
+    """A small simulated scan (lines object, default probe, Poisson counts) matching ``config``."""
+    return make_demo_scan(
+        n_positions, size=config.model.pattern_size, nphotons=config.data.nphotons, seed=CONFORMANCE_SEED
+    )
+
+
+def _smooth_complex(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Smooth complex64 images (a few low-frequency waves), as real objects are."""
+    rows, cols = np.meshgrid(np.arange(shape[-2]), np.arange(shape[-1]), indexing="ij")
+    lead = shape[:-2]
+    result = np.zeros(shape, dtype=np.complex128)
+    for _ in range(4):
+        frequency = rng.uniform(-1.5, 1.5, size=lead + (2, 1, 1)) * (2 * math.pi / shape[-1])
+        phase = rng.uniform(0, 2 * math.pi, size=lead + (1, 1))
+        weight = rng.normal(size=lead + (1, 1)) + 1j * rng.normal(size=lead + (1, 1))
+        result += weight * np.exp(1j * (frequency[..., 0, :, :] * rows + frequency[..., 1, :, :] * cols + phase))
+    return result.astype(np.complex64)
+
+
+def _subpixel_offsets(rng: np.random.Generator, shape: tuple[int, ...], limit: float) -> np.ndarray:
+    """float32 ``(x, y)`` shifts in ``[-limit, limit]``, none of them integer."""
+    return (np.trunc(rng.uniform(-limit, limit, size=shape)) + rng.uniform(0.1, 0.9, size=shape)).astype(np.float32)
+
+
+def physics_case(op: str, size: int, intensity_scale: float, seed: int = CONFORMANCE_SEED) -> tuple[tuple, Any]:
+    """Inputs (float32/complex64) of a physics op and the float64 numpy reference result.
+
+    Parameters
+    ----------
+    op : str
+        One of :data:`PHYSICS_OPS`.
+    size : int
+        Pattern side N.
+    intensity_scale : float
+        ``s`` for the loss cases (photon units, as in training).
+    seed : int
+
+    Returns
+    -------
+    (tuple, ndarray or float)
+        ``(arguments, expected)``: call ``getattr(ops, op)(*arguments)``.
+    """
+    rng = np.random.default_rng([seed, PHYSICS_OPS.index(op)])
+    batch, channels = _PHYSICS_BATCH, _PHYSICS_CHANNELS
+    wide = np.complex128
+
+    def patches() -> np.ndarray:  # network-like: content in the central window only
+        return pad_to_full(_smooth_complex(rng, (batch, channels, size // 2, size // 2)), size)
+
+    def amplitudes() -> tuple[np.ndarray, np.ndarray]:
+        probe = default_probe(size)
+        predicted = np.abs(far_field(illuminate(patches().astype(wide), probe))).astype(np.float32)
+        noise = rng.uniform(0.8, 1.2, size=predicted.shape)
+        return predicted, (predicted * noise).astype(np.float32)
+
+    if op == "translate":
+        images = _smooth_complex(rng, (batch, size, size))
+        shifts = _subpixel_offsets(rng, (batch, 2), size / 4)
+        return (images, shifts), translate(images.astype(wide), shifts.astype(np.float64))
+    if op == "merge_patches":
+        values, offsets = patches(), _subpixel_offsets(rng, (batch, channels, 2), size / 8)
+        return (values, offsets), merge_patches(values.astype(wide), offsets.astype(np.float64))
+    if op == "extract_from_merged":
+        merged = _smooth_complex(rng, (batch, size, size))
+        offsets = _subpixel_offsets(rng, (batch, channels, 2), size / 8)
+        return (merged, offsets), extract_from_merged(merged.astype(wide), offsets.astype(np.float64))
+    if op == "illuminate":
+        values, probe = patches(), default_probe(size).astype(np.complex64)
+        return (values, probe), illuminate(values.astype(wide), probe.astype(wide))
+    if op == "far_field":
+        psi = patches() * default_probe(size).astype(np.complex64)
+        return (psi,), far_field(psi.astype(wide))
+    if op == "poisson_nll":
+        predicted, observed = amplitudes()
+        predicted_intensity = ((intensity_scale * predicted.astype(np.float64)) ** 2).astype(np.float32)
+        observed_intensity = ((intensity_scale * observed.astype(np.float64)) ** 2).astype(np.float32)
+        expected = poisson_nll(predicted_intensity.astype(np.float64), observed_intensity.astype(np.float64))
+        return (predicted_intensity, observed_intensity), expected
+    if op == "amplitude_mae":
+        predicted, observed = amplitudes()
+        expected = amplitude_mae(predicted.astype(np.float64), observed.astype(np.float64), intensity_scale)
+        return (predicted, observed, intensity_scale), expected
+    raise ValueError(f"unknown physics op: expected one of {PHYSICS_OPS}, received op={op!r}")
+
+
+def _training_loss(model: BackendModel, data: Any, config: Config, group_ids: np.ndarray) -> float:
+    """The PINN loss of ``model`` on some groups, evaluated with the numpy reference."""
+    diffraction, offsets = data.gather(group_ids)
+    amplitude = model.forward(diffraction, offsets).amplitude
+    scale = effective_intensity_scale(model.state.intensity_scale, model.get_weights())
+    return pinn_loss(
+        amplitude.astype(np.float64),
+        diffraction.astype(np.float64),
+        scale,
+        config.training.nll_weight,
+        config.training.mae_weight,
+    )
+
+
+# -- the kit -----------------------------------------------------------------------------
+
+
+class BackendConformanceTests:
+    """Subclass in a test module and provide a ``backend`` fixture (see the module docstring).
+
+    Fixtures (override any of them in the subclass):
+
+    - ``backend``: the :class:`~ptychopinn_core.backends.Backend` under test (required).
+    - ``config``: :func:`small_config` of the backend's capabilities.
+    - ``scan``: :func:`small_scan` of ``config``.
+    - ``training_data``, ``state``, ``weights``, ``model``: derived from those by the core.
+    """
+
+    # -- fixtures ----------------------------------------------------------------------
+
+    @pytest.fixture
+    def backend(self) -> Backend:
+        raise NotImplementedError("a conformance test class must provide a 'backend' fixture")
+
+    @pytest.fixture
+    def config(self, backend: Backend) -> Config:
+        return small_config(backend.info.capabilities)
+
+    @pytest.fixture
+    def scan(self, config: Config) -> ScanData:
+        return small_scan(config)
+
+    @pytest.fixture
+    def training_data(self, scan: ScanData, config: Config):
+        from ptychopinn_core.training_data import prepare_training_data
+
+        return prepare_training_data(scan, config)
+
+    @pytest.fixture
+    def state(self, scan: ScanData, config: Config):
+        from ptychopinn_core.training_data import prepare_model_state
+
+        return prepare_model_state(scan, config)
+
+    @pytest.fixture
+    def weights(self, config: Config) -> dict[str, np.ndarray]:
+        return initial_weights(parameter_specs(config.model), config.training.seed)
+
+    @pytest.fixture
+    def model(self, backend: Backend, config: Config, state, weights) -> BackendModel:
+        return backend.build_model(config, state, weights)
+
+    @pytest.fixture
+    def batch(self, training_data) -> tuple[np.ndarray, np.ndarray]:
+        """``(diffraction (B, C, N, N) float32, offsets (B, C, 2) float32)`` of every group."""
+        return training_data.gather(np.arange(training_data.groups.n_groups))
+
+    # -- description -------------------------------------------------------------------
+
+    def test_info_is_valid(self, backend: Backend) -> None:
+        info = backend.info
+        assert isinstance(info, BackendInfo)
+        assert info.name == backend.entry.name == backend.name, "BackendInfo.name must equal the entry point's name"
+        assert BACKEND_NAME_PATTERN.fullmatch(info.name)
+        assert backend.entry.status == "ok"
+        assert backend.entry.framework_version, (
+            f"none of framework_distributions={info.framework_distributions} is installed"
+        )
+        assert info.install_hint.startswith("pip install"), f"install_hint={info.install_hint!r}"
+
+    def test_capabilities_are_consistent(self, backend: Backend, config: Config) -> None:
+        capabilities = backend.info.capabilities
+        assert isinstance(capabilities, Capabilities)
+        # Every advertised size and gridsize must make a valid config and parameter list.
+        for size in capabilities.pattern_sizes:
+            for gridsize in capabilities.gridsizes:
+                model_config = Config.from_dict({"model": {"pattern_size": size, "gridsize": gridsize}}).model
+                specs = parameter_specs(model_config)
+                assert specs[0].shape[2] == gridsize * gridsize
+        assert capabilities.unsupported(config) == []
+        backend.check_config(config)
+
+    def test_devices(self, backend: Backend) -> None:
+        devices = backend.devices()
+        assert devices and all(isinstance(device, str) and device for device in devices)
+        if "cpu" in backend.info.capabilities.devices:
+            assert any("cpu" in device.lower() for device in devices), f"no CPU device among {devices}"
+
+    # -- weights -----------------------------------------------------------------------
+
+    def test_build_model_holds_the_given_weights(self, model: BackendModel, config: Config, weights, state) -> None:
+        assert isinstance(model, BackendModel)
+        got = model.get_weights()
+        specs = parameter_specs(config.model)
+        assert set(got) == {spec.name for spec in specs}
+        for spec in specs:
+            assert got[spec.name].shape == spec.shape, spec.name
+            assert bitwise_equal(got[spec.name], weights[spec.name]), f"{spec.name} changed when loaded"
+        assert bitwise_equal(model.state.probe, state.probe)
+        assert model.state.intensity_scale == state.intensity_scale
+
+    def test_get_weights_returns_copies(self, model: BackendModel) -> None:
+        first = model.get_weights()
+        name = next(iter(first))
+        first[name][...] = 123.0
+        assert not np.any(model.get_weights()[name] == 123.0), "get_weights must not expose internal buffers"
+
+    def test_set_weights_round_trip(self, model: BackendModel, config: Config, weights, batch) -> None:
+        rng = np.random.default_rng(CONFORMANCE_SEED)
+        changed = {
+            name: (value + rng.normal(scale=0.05, size=value.shape)).astype(np.float32)
+            for name, value in initial_weights(parameter_specs(config.model), seed=1).items()
+        }
+        before = model.predict(*batch)
+        model.set_weights(changed)
+        for name, value in model.get_weights().items():
+            assert bitwise_equal(value, changed[name]), f"{name} changed by set_weights/get_weights"
+        assert relative_error(model.predict(*batch), before) > 1e-3, "predictions ignore set_weights"
+        model.set_weights(weights)
+        again = model.predict(*batch)
+        assert relative_error(again, before) <= TOLERANCES["prediction_repeat"].relative
+
+    def test_set_weights_rejects_wrong_shape(self, model: BackendModel, weights) -> None:
+        name = next(iter(weights))
+        wrong = dict(weights)
+        wrong[name] = np.zeros(weights[name].shape + (2,), dtype=np.float32)
+        with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+            model.set_weights(wrong)
+
+    def test_bundle_round_trip(self, backend: Backend, model: BackendModel, config: Config, batch, tmp_path) -> None:
+        manifest = make_manifest(
+            config.training.mode, backend.name, backend.info.framework, backend.entry.framework_version or "unknown"
+        )
+        bundle = ModelBundle(manifest=manifest, config=config, weights=model.get_weights(), state=model.state,
+                             history=History())
+        path = write_bundle(tmp_path / f"{backend.name}.ptychopinn", bundle)
+        loaded = read_bundle(path)
+        assert loaded.config == config
+        assert bitwise_equal(loaded.state.probe, model.state.probe)
+        for name, value in bundle.weights.items():
+            assert bitwise_equal(loaded.weights[name], value), f"{name} changed through the bundle"
+        rebuilt = backend.build_model(loaded.config, loaded.state, loaded.weights)
+        for name, value in rebuilt.get_weights().items():
+            assert bitwise_equal(value, bundle.weights[name]), f"{name} changed when rebuilt from the bundle"
+        error = relative_error(rebuilt.predict(*batch), model.predict(*batch))
+        assert error <= TOLERANCES["prediction_repeat"].relative
+
+    # -- physics -----------------------------------------------------------------------
+
+    @pytest.mark.parametrize("op", PHYSICS_OPS)
+    def test_physics_op_matches_numpy_reference(self, backend: Backend, config: Config, op: str) -> None:
+        ops = backend.physics_ops()
+        scale = math.sqrt(config.data.nphotons) / (config.model.pattern_size / 2)
+        arguments, expected = physics_case(op, config.model.pattern_size, scale)
+        actual = getattr(ops, op)(*arguments)
+        if np.ndim(expected) == 0:
+            assert np.ndim(actual) == 0 and np.isfinite(actual), f"{op} must return a finite scalar: {actual!r}"
+        else:
+            assert isinstance(actual, np.ndarray), f"{op} must return a numpy array, received {type(actual).__name__}"
+            assert actual.shape == expected.shape
+            assert actual.dtype.kind == np.asarray(expected).dtype.kind
+        error = relative_error(actual, expected)
+        tolerance = TOLERANCES[op]
+        assert error <= tolerance.relative, (
+            f"{op}: relative error {error:.2e} > {tolerance.relative:.0e} ({tolerance.reason})"
+        )
+
+    def test_forward_is_the_physics_of_its_patches(self, model: BackendModel, config: Config, batch) -> None:
+        diffraction, offsets = batch
+        result = model.forward(diffraction, offsets)
+        assert isinstance(result, ForwardResult)
+        size, channels = config.model.pattern_size, config.model.group_size
+        shape = (diffraction.shape[0], channels, size, size)
+        assert result.patches.shape == shape and result.patches.dtype == np.complex64
+        assert result.amplitude.shape == shape and result.amplitude.dtype == np.float32
+        assert np.all(np.isfinite(result.patches)) and np.all(np.isfinite(result.amplitude))
+        probe = model.state.probe.astype(np.complex128)
+        expected = np.abs(far_field(illuminate(result.patches.astype(np.complex128), probe)))
+        error = relative_error(result.amplitude, expected)
+        assert error <= TOLERANCES["forward_amplitude"].relative, f"relative error {error:.2e}"
+        error = relative_error(model.predict(diffraction, offsets), result.patches)
+        assert error <= TOLERANCES["prediction_repeat"].relative, "predict differs from forward().patches"
+
+    def test_predict_in_chunks_equals_one_shot(self, model: BackendModel, batch) -> None:
+        diffraction, offsets = batch
+        whole = model.predict(diffraction, offsets)
+        chunks = [model.predict(diffraction[start:start + 3], offsets[start:start + 3])
+                  for start in range(0, diffraction.shape[0], 3)]
+        error = relative_error(np.concatenate(chunks), whole)
+        assert error <= TOLERANCES["prediction_repeat"].relative, f"relative error {error:.2e}"
+
+    # -- training ----------------------------------------------------------------------
+
+    def _train_and_check(self, backend: Backend, model: BackendModel, data: Any, config: Config,
+                         loss: Callable[[], float]) -> None:
+        events: list[ProgressEvent] = []
+        before = loss()
+        history = backend.train(model, data, config, events.append)
+        after = loss()
+        n_epochs = config.training.epochs
+        assert isinstance(history, History)
+        assert [record.epoch for record in history.epochs] == list(range(n_epochs))
+        assert all(math.isfinite(record.train_loss) for record in history.epochs)
+        if len(data.validation_groups):
+            assert all(record.val_loss is not None and math.isfinite(record.val_loss) for record in history.epochs)
+        assert after < before, f"training did not lower the loss: {before!r} -> {after!r}"
+        epoch_events = [event for event in events if event.stage == "epoch"]
+        assert [event.epoch for event in epoch_events] == list(range(n_epochs))
+        for epoch in range(n_epochs):
+            steps = [event.step for event in events if event.stage == "batch" and event.epoch == epoch]
+            n_steps = len(data.epoch_batches(epoch))
+            assert steps == list(range(1, n_steps + 1)), f"epoch {epoch}: batch events {steps}"
+        assert all(isinstance(event, ProgressEvent) and event.n_epochs == n_epochs for event in events)
+
+    def test_training_lowers_the_loss(self, backend: Backend, model: BackendModel, training_data,
+                                      config: Config) -> None:
+        if config.training.mode != "pinn":
+            pytest.skip("capabilities: PINN training not supported")
+        train_ids = np.asarray(training_data.train_groups)
+        self._train_and_check(
+            backend, model, training_data, config,
+            lambda: _training_loss(model, training_data, config, train_ids),
+        )
+
+    def test_supervised_training_lowers_the_error(self, backend: Backend, scan: ScanData, config: Config) -> None:
+        if "supervised" not in backend.info.capabilities.modes:
+            pytest.skip("capabilities: supervised training not supported")
+        from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+
+        config = config.with_overrides({"training.mode": "supervised"})
+        data = prepare_training_data(scan, config)
+        model = backend.build_model(config, prepare_model_state(scan, config),
+                                    initial_weights(parameter_specs(config.model), config.training.seed))
+        train_ids = np.asarray(data.train_groups)
+
+        def error() -> float:
+            diffraction, offsets = data.gather(train_ids)
+            return sum(supervised_mae(model.predict(diffraction, offsets), data.gather_truth(train_ids)))
+
+        self._train_and_check(backend, model, data, config, error)
