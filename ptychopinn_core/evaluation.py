@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,9 @@ from ptychopinn_core.physics.translate import sample_separable
 from ptychopinn_core.reconstruction import Reconstruction
 
 __all__ = [
+    "AlignedPair",
     "FRC_THRESHOLD",
+    "align_to_truth",
     "META_CROP_SIZE_KEY",
     "SSIM_WINDOW_PX",
     "align_phase",
@@ -450,7 +453,42 @@ def _on_truth_grid(
     return sample_separable(recon, recon_rows[None, :], recon_cols[None, :])[0]
 
 
-def evaluate(
+@dataclass(frozen=True, eq=False)
+class AlignedPair:
+    """Truth and reconstruction on one grid, after amplitude scaling and phase de-ramping.
+
+    Attributes
+    ----------
+    truth, recon : ndarray, complex128, shape (h, w)
+        The scanned region of the truth, and the aligned reconstruction on it.
+    region, alignment : dict
+        As in :func:`evaluate`.
+    """
+
+    truth: np.ndarray
+    recon: np.ndarray
+    region: dict[str, Any]
+    alignment: dict[str, float]
+
+    @property
+    def truth_amplitude(self) -> np.ndarray:
+        return np.abs(self.truth)
+
+    @property
+    def recon_amplitude(self) -> np.ndarray:
+        return np.abs(self.recon)
+
+    @property
+    def truth_phase(self) -> np.ndarray:
+        return np.angle(self.truth)
+
+    @property
+    def recon_phase(self) -> np.ndarray:
+        """``angle(truth) + angle(recon * conj(truth))``: no ``2 pi`` wrap counts as error."""
+        return self.truth_phase + np.angle(self.recon * np.conj(self.truth))
+
+
+def align_to_truth(
     recon: Reconstruction | np.ndarray,
     truth_object: np.ndarray,
     positions_xy: np.ndarray,
@@ -458,8 +496,8 @@ def evaluate(
     window_px: int | None = None,
     recon_frame: ObjectFrame | None = None,
     truth_frame: ObjectFrame | None = None,
-) -> dict[str, Any]:
-    """Score a reconstruction against the ground-truth object in the scanned region.
+) -> AlignedPair:
+    """The reconstruction on the truth's grid in the scanned region, scaled and de-ramped.
 
     Parameters
     ----------
@@ -479,13 +517,9 @@ def evaluate(
 
     Returns
     -------
-    dict
-        ``{"amplitude": {"ssim", "psnr", "mae", "frc50", "data_range", "frc"},
-        "phase": {...}, "region": {"rows", "cols", "shape", "window_px"},
-        "alignment": {"amplitude_scale", "phase_offset_rad", "phase_ramp_x_rad_per_px",
-        "phase_ramp_y_rad_per_px"}}``. ``rows``/``cols`` are ``[start, stop)`` of the
-        truth canvas; the phase offset is at the region's first pixel. Use
-        :func:`metrics_to_json` before ``json.dump``.
+    AlignedPair
+        Steps 1-3 of the module docstring applied; what :func:`evaluate` scores and
+        what figures of error maps show.
     """
     if isinstance(recon, Reconstruction):
         if recon_frame is None:
@@ -525,23 +559,60 @@ def evaluate(
     offset, slope_x, slope_y = fit_phase_plane(scaled, truth)
     r_idx, c_idx = np.indices(truth.shape, dtype=np.float64)
     aligned = scaled * np.exp(-1j * (offset + slope_x * c_idx + slope_y * r_idx))
-    truth_phase = np.angle(truth)
-    recon_phase = truth_phase + np.angle(aligned * np.conj(truth))
-    return {
-        "amplitude": image_metrics(np.abs(aligned), np.abs(truth), "amplitude"),
-        "phase": image_metrics(recon_phase, truth_phase, "phase"),
-        "region": {
+    return AlignedPair(
+        truth=truth,
+        recon=aligned,
+        region={
             "rows": [rows.start, rows.stop],
             "cols": [cols.start, cols.stop],
             "shape": list(truth.shape),
             "window_px": int(window_px),
         },
-        "alignment": {
+        alignment={
             "amplitude_scale": amplitude_scale,
             "phase_offset_rad": offset,
             "phase_ramp_x_rad_per_px": slope_x,
             "phase_ramp_y_rad_per_px": slope_y,
         },
+    )
+
+
+def evaluate(
+    recon: Reconstruction | np.ndarray,
+    truth_object: np.ndarray,
+    positions_xy: np.ndarray,
+    *,
+    window_px: int | None = None,
+    recon_frame: ObjectFrame | None = None,
+    truth_frame: ObjectFrame | None = None,
+) -> dict[str, Any]:
+    """Score a reconstruction against the ground-truth object in the scanned region.
+
+    Parameters are those of :func:`align_to_truth`.
+
+    Returns
+    -------
+    dict
+        ``{"amplitude": {"ssim", "psnr", "mae", "frc50", "data_range", "frc"},
+        "phase": {...}, "region": {"rows", "cols", "shape", "window_px"},
+        "alignment": {"amplitude_scale", "phase_offset_rad", "phase_ramp_x_rad_per_px",
+        "phase_ramp_y_rad_per_px"}}``. ``rows``/``cols`` are ``[start, stop)`` of the
+        truth canvas; the phase offset is at the region's first pixel. Use
+        :func:`metrics_to_json` before ``json.dump``.
+    """
+    pair = align_to_truth(
+        recon,
+        truth_object,
+        positions_xy,
+        window_px=window_px,
+        recon_frame=recon_frame,
+        truth_frame=truth_frame,
+    )
+    return {
+        "amplitude": image_metrics(pair.recon_amplitude, pair.truth_amplitude, "amplitude"),
+        "phase": image_metrics(pair.recon_phase, pair.truth_phase, "phase"),
+        "region": pair.region,
+        "alignment": pair.alignment,
     }
 
 

@@ -9,12 +9,9 @@ from typing import Any
 
 import click
 
-__all__ = ["evaluate_command"]
+from ptychopinn_core.cli.options import is_quiet
 
-
-def _quiet() -> bool:
-    root = click.get_current_context().find_root()
-    return bool(getattr(root.obj, "quiet", False))
+__all__ = ["evaluate_command", "print_metrics"]
 
 
 def _format(value: float, digits: int = 4) -> str:
@@ -23,12 +20,13 @@ def _format(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def _print_table(metrics: dict[str, Any], recon_path: Path, truth_path: Path) -> None:
+def print_metrics(metrics: dict[str, Any], title: str) -> None:
+    """Print the metrics of :func:`ptychopinn_core.evaluation.evaluate` as a table."""
     from rich.console import Console
     from rich.table import Table
 
     region = metrics["region"]
-    table = Table(title=f"{recon_path.name} vs {truth_path.name}")
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("amplitude", justify="right")
     table.add_column("phase", justify="right")
@@ -100,10 +98,10 @@ def evaluate_command(
         window_px = stored if isinstance(stored, int) else default_crop_size(scan.pattern_size)
     metrics = evaluate(recon, scan.object, scan.positions_px, window_px=window_px)
     metrics["files"] = {"recon": str(recon_path), "truth": str(truth_path)}
-    _print_table(metrics, recon_path, truth_path)
+    print_metrics(metrics, f"{recon_path.name} vs {truth_path.name}")
     if json_path is not None:
         text = json.dumps(metrics_to_json(metrics), indent=2, allow_nan=False)
         with atomic_write(json_path, "w") as handle:
             handle.write(text + "\n")
-        if not _quiet():
+        if not is_quiet():
             click.echo(f"wrote {json_path}")

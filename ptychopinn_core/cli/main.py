@@ -25,6 +25,9 @@ _COMMANDS: dict[str, str] = {
     "inspect": "ptychopinn_core.cli.inspect:inspect_command",
     "simulate": "ptychopinn_core.cli.simulate:simulate_command",
     "evaluate": "ptychopinn_core.cli.evaluate:evaluate_command",
+    "train": "ptychopinn_core.cli.train:train_command",
+    "infer": "ptychopinn_core.cli.infer:infer_command",
+    "demo": "ptychopinn_core.cli.demo:demo_command",
 }
 
 

@@ -7,15 +7,12 @@ from pathlib import Path
 
 import click
 
+from ptychopinn_core.cli.options import is_quiet
+
 from ptychopinn_core.simulation.objects import OBJECT_KINDS, SAMPLE_IMAGES
 from ptychopinn_core.simulation.positions import POSITION_KINDS
 
 __all__ = ["simulate_command"]
-
-
-def _quiet() -> bool:
-    root = click.get_current_context().find_root()
-    return bool(getattr(root.obj, "quiet", False))
 
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -151,7 +148,7 @@ def simulate_command(
         meta=meta,
     )
     write_scan(out_path, scan, compress=compress)
-    if not _quiet():
+    if not is_quiet():
         height, width = scan.object.shape
         click.echo(
             f"wrote {out_path}: {scan.n_positions} patterns of {size}x{size}, {object_kind} object "

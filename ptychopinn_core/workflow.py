@@ -1,0 +1,170 @@
+"""The user-level steps, independent of the backend: train a bundle, reconstruct a scan.
+
+These functions hold the glue that the command line, the demo, the Ptychodus adapter and
+Python users share, so each of them trains and reconstructs in exactly one way::
+
+    from ptychopinn_core import workflow
+    from ptychopinn_core.backends import BackendRegistry
+    from ptychopinn_core.data import read_scan
+
+    backend = BackendRegistry.discover().get("pytorch")
+    bundle = workflow.train(read_scan("train.npz"), config, backend)
+    recon = workflow.reconstruct(bundle, read_scan("scan.npz"), backend)
+
+Everything framework-specific happens behind :class:`~ptychopinn_core.backends.Backend`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from ptychopinn_core import __version__
+from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
+from ptychopinn_core.backends.registry import Backend
+from ptychopinn_core.config import Config
+from ptychopinn_core.data import ScanData
+from ptychopinn_core.evaluation import META_CROP_SIZE_KEY
+from ptychopinn_core.model.bundle import ModelBundle, make_manifest
+from ptychopinn_core.model.parameters import initial_weights, parameter_specs
+from ptychopinn_core.physics.stitching import ObjectFrame, Stitcher, default_crop_size
+from ptychopinn_core.reconstruction import Reconstruction
+from ptychopinn_core.training_data import (
+    prepare_inference_inputs,
+    prepare_model_state,
+    prepare_training_data,
+)
+
+__all__ = ["train", "reconstruct", "object_frame_for", "config_for_scan"]
+
+_log = logging.getLogger(__name__)
+
+
+def train(
+    scan: ScanData,
+    config: Config,
+    backend: Backend,
+    progress: ProgressCallback | None = None,
+) -> ModelBundle:
+    """Train a model on ``scan`` with ``backend``; return it as a backend-neutral bundle.
+
+    The core decides everything both backends must agree on: the initial weights
+    (Glorot, seeded by ``training.seed``), the normalisation, the grouping, the
+    validation split and the batch order. The backend only runs the optimisation.
+
+    Parameters
+    ----------
+    scan : ScanData
+        Training scan (``Y`` required in supervised mode).
+    config : Config
+        ``model.pattern_size`` is taken from the scan when it differs from the default.
+    backend : Backend
+        A selected backend (:meth:`BackendRegistry.get`).
+    progress : callable, optional
+        Receives :class:`~ptychopinn_core.backends.contract.ProgressEvent`.
+    """
+    config = config_for_scan(config, scan)
+    backend.check_config(config, training=True)
+    state = prepare_model_state(scan, config)
+    data = prepare_training_data(scan, config)
+    weights = initial_weights(parameter_specs(config.model), config.training.seed)
+    model = backend.build_model(config, state, weights)
+    history = backend.train(model, data, config, progress)
+    manifest = make_manifest(
+        mode=config.training.mode,
+        backend=backend.name,
+        framework=backend.info.framework,
+        framework_version=backend.entry.framework_version or "unknown",
+    )
+    return ModelBundle(
+        manifest=manifest,
+        config=config,
+        weights=model.get_weights(),
+        state=model.state,
+        history=history,
+    )
+
+
+def reconstruct(
+    bundle: ModelBundle,
+    scan: ScanData,
+    backend: Backend,
+    *,
+    chunk_size: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> Reconstruction:
+    """Predict every position of ``scan`` in chunks and stitch them onto its object frame.
+
+    Memory is bounded by one chunk plus the canvas. For ``C > 1`` each position seeds
+    one group and its prediction is channel 0 of that group after the overlap
+    constraint (the merged object seen from the seed). The frame is the scan's
+    ``objectGuess`` grid when it has one, so the result lines up with it.
+    """
+    config = bundle.config
+    if scan.pattern_size != config.model.pattern_size:
+        raise ValueError(
+            f"pattern size mismatch: the model was trained on N={config.model.pattern_size}, "
+            f"the scan has N={scan.pattern_size}"
+        )
+    model = backend.build_model(config, bundle.state, bundle.weights)
+    crop = config.inference.stitch_crop or default_crop_size(scan.pattern_size)
+    frame = object_frame_for(scan)
+    stitcher = Stitcher(frame, crop_size=crop, patch_size=scan.pattern_size)
+    chunk_size = chunk_size or config.inference.chunk_size
+    n_groups = scan.n_positions
+    normalisation = None
+    for chunk in prepare_inference_inputs(scan, config, bundle.state, chunk_size):
+        patches = model.predict(chunk.diffraction, chunk.offsets_xy)
+        stitcher.add(patches[:, 0], chunk.positions_xy[:, 0])
+        normalisation = chunk.amplitude_normalisation
+        if progress is not None:
+            progress(
+                ProgressEvent(
+                    stage="batch",
+                    epoch=0,
+                    n_epochs=1,
+                    step=stitcher.n_added,
+                    n_steps=n_groups,
+                    metrics={},
+                )
+            )
+    meta: dict[str, Any] = {
+        "generator": f"ptychopinn {__version__}",
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "backend": backend.name,
+        "trained_by": bundle.manifest.get("backend"),
+        "mode": config.training.mode,
+        "n_positions": scan.n_positions,
+        "pattern_size": scan.pattern_size,
+        "gridsize": config.model.gridsize,
+        META_CROP_SIZE_KEY: crop,
+        "amplitude_normalisation": normalisation,
+        "frame": frame.to_json(),
+        "frame_kind": "objectGuess" if scan.object is not None else "around_positions",
+        "source_file": scan.meta.get("source_file"),
+    }
+    return Reconstruction(object=stitcher.result(), frame=frame, meta=meta)
+
+
+def object_frame_for(scan: ScanData) -> ObjectFrame:
+    """The scan's object grid when it has one, else the smallest frame around the scan."""
+    if scan.object is not None:
+        return ObjectFrame.for_object(scan.object.shape)
+    return ObjectFrame.around_positions(scan.positions_px, scan.pattern_size)
+
+
+def config_for_scan(config: Config, scan: ScanData) -> Config:
+    """``config`` with ``model.pattern_size`` set to the scan's pattern size.
+
+    The pattern size is a property of the data, not a choice: training always uses
+    the scan's N (with a note when the configuration said otherwise).
+    """
+    if config.model.pattern_size == scan.pattern_size:
+        return config
+    _log.info(
+        "model.pattern_size set to %d, the pattern size of the training data (was %d)",
+        scan.pattern_size,
+        config.model.pattern_size,
+    )
+    return config.with_overrides({"model.pattern_size": scan.pattern_size})
