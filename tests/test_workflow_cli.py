@@ -113,3 +113,15 @@ def test_demo_quick_writes_a_report_with_real_numbers(fake_installed, tmp_path, 
     assert 0 <= fake["amplitude"]["ssim"] < ceiling["amplitude"]["ssim"]
     assert json.loads((out / "report.json").read_text())["results"]["numpyfake"]["status"] == "ok"
     assert "| numpyfake |" in (out / "report.md").read_text()
+
+
+def test_plot_draws_a_reconstruction_alone_and_against_the_truth(fake_installed, scans, tmp_path):
+    train, test = scans
+    model, recon = tmp_path / "model.zip", tmp_path / "recon.npz"
+    assert main(["--quiet", "train", "--backend", "numpyfake", "--train", str(train), "--out", str(model),
+                 "--epochs", "1"]) == 0
+    assert main(["--quiet", "infer", "--model", str(model), "--data", str(test), "--out", str(recon)]) == 0
+    for extra, name in (([], "alone.png"), (["--truth", str(test)], "compare.png")):
+        assert main(["--quiet", "plot", str(recon), *extra, "--out", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["plot", str(recon), "--truth", str(train.with_name("missing.npz")), "--out", "x.png"]) == 2

@@ -28,6 +28,7 @@ _COMMANDS: dict[str, str] = {
     "train": "ptychopinn_core.cli.train:train_command",
     "infer": "ptychopinn_core.cli.infer:infer_command",
     "demo": "ptychopinn_core.cli.demo:demo_command",
+    "plot": "ptychopinn_core.cli.plot:plot_command",
 }
 
 
