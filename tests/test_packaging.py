@@ -16,14 +16,16 @@ from packaging.utils import canonicalize_name
 REPO = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("tensorflow", "torch", "lightning", "keras")
 
-# The conformance kit (ptychopinn_core.testing) is test tooling: it needs pytest, which
-# the `test` extra installs; a user install without pytest skips it.
+# Two subpackages need optional dependencies: the conformance kit (ptychopinn_core.testing)
+# needs pytest (the `test` extra), the Ptychodus adapter (ptychopinn_core.ptychodus) needs
+# ptychodus (the `ptychodus` extra); a user install without them skips them.
 IMPORT_ALL_CORE = f"""
 import importlib, importlib.util, pkgutil, sys
 import ptychopinn_core
-has_pytest = importlib.util.find_spec("pytest") is not None
+optional = {{"ptychopinn_core.testing": "pytest", "ptychopinn_core.ptychodus": "ptychodus"}}
 for module in pkgutil.walk_packages(ptychopinn_core.__path__, "ptychopinn_core."):
-    if module.name.startswith("ptychopinn_core.testing") and not has_pytest:
+    needs = [dep for prefix, dep in optional.items() if module.name.startswith(prefix)]
+    if needs and importlib.util.find_spec(needs[0]) is None:
         continue
     importlib.import_module(module.name)
 loaded = sorted(set({FRAMEWORKS!r}) & {{name.split(".")[0] for name in sys.modules}})

@@ -1,0 +1,30 @@
+"""PtychoPINN reconstructors inside the Ptychodus application (release 1.7).
+
+Every installed PtychoPINN backend (TensorFlow, PyTorch, ...) becomes one Ptychodus
+``ReconstructorLibrary`` named ``PINN-<Backend>`` offering the trainable reconstructors
+``PINN`` and ``Supervised`` (those its capabilities list). See ``docs/ptychodus.md``.
+
+Modules
+-------
+convert
+    Ptychodus data (counts, metres, ``Product``) to and from the canonical scan.
+settings
+    The settings group each library registers in Ptychodus' ``SettingsRegistry``.
+reconstructor
+    ``PINNReconstructor``, the ``TrainableReconstructor`` of one backend and mode.
+library
+    ``PINNReconstructorLibrary`` and ``build_libraries`` (one library per backend).
+hook
+    ``install()``: adds the libraries to Ptychodus' ProcessingCore. Called by the
+    plugin module ``ptychodus/plugins/ptychopinn_reconstructors.py`` (distribution
+    ``ptychopinn-ptychodus-hook``) and by the launcher.
+launcher
+    ``ptychopinn-ptychodus``: install the hook, then run Ptychodus' own ``main``.
+
+Ptychodus is an optional dependency (``pip install "ptychopinn[ptychodus]"``): importing
+``ptychopinn_core`` never imports it, and this package's ``__init__`` imports nothing.
+The submodules import ``ptychodus.api`` (and ``hook``/``launcher`` ``ptychodus.model``
+inside their functions); none imports a framework.
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,550 @@
+"""PtychoPINN reconstructors driven by the real Ptychodus 1.7: conversion, train,
+reconstruct (in-process and batch), model files and training-data export.
+
+Per backend (every installed one plus the numpy fake), one model is trained through
+``ptychodus -b train`` and reused:
+
+- batch train: rc 0, ``OUT/model.zip`` holds a bundle trained with the settings file's
+  values (read at run time);
+- batch reconstruct with that model: rc 0, one product file whose object is the
+  stitched reconstruction on the input object's grid (shape, pixel size, centre), with
+  the model's losses, and whose comments name the reconstructor key that ran; without a
+  model: rc 1 and a clear message (every backend through ``batch_mode_execute``, the
+  command once). A typo in the key is ignored by Ptychodus (rc 0, the null
+  reconstructor runs): our check of which reconstructor ran catches it;
+- in-process ``reconstruct_local(..., block=True)``: the selected key is checked, the
+  object equals the core's own ``workflow.reconstruct`` of the simulated scan (so the
+  conversion of counts, bad pixels, metres and probe is exact), and it is evaluated
+  against the simulated truth; for real backends it is clearly better than an
+  untrained model (amplitude: a few epochs do not learn the phase of this object);
+- training data exported by Ptychodus is read by ``ptychopinn train``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import logging
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FAKE_BACKEND_ROOT
+from ptychodus_helpers import (
+    DETECTOR_PIXEL_M,
+    FAKE_BACKEND,
+    HOOK_MODULE,
+    backend_params,
+    installed_backend_names,
+    output_products,
+    ptychodus_command,
+    reconstructed_by,
+    run,
+    simulated_scan,
+    subprocess_env,
+    write_input_directory,
+)
+
+from ptychopinn_core.backends import BackendRegistry
+from ptychopinn_core.data import read_scan
+from ptychopinn_core.evaluation import evaluate
+from ptychopinn_core.model.bundle import BundleError, read_bundle
+from ptychopinn_core.model.parameters import initial_weights, parameter_specs
+from ptychopinn_core.physics.stitching import default_crop_size
+from ptychopinn_core.physics.translate import extract_patches
+
+pytest.importorskip("ptychodus")
+
+from ptychodus.api.geometry import PixelGeometry  # noqa: E402
+from ptychodus.api.interpolate import BarycentricArrayInterpolator  # noqa: E402
+from ptychodus.api.io import load_product  # noqa: E402
+from ptychodus.api.object import ObjectGeometry  # noqa: E402
+from ptychodus.api.probe import ProbeSequence  # noqa: E402
+from ptychodus.api.product import Product  # noqa: E402
+from ptychodus.api.reconstruct import ReconstructInput, prepare_reconstruct_input  # noqa: E402
+from ptychodus.api.settings import SettingsRegistry  # noqa: E402
+
+from ptychopinn_core.ptychodus.convert import (  # noqa: E402
+    META_MEAN_COUNTS,
+    amplitudes_from_counts,
+    positions_to_metres,
+    positions_to_object_px,
+    probe_centre_offset_px,
+    ptychodus_inputs_from_scan,
+    scan_from_reconstruct_input,
+)
+from ptychopinn_core.ptychodus.library import build_libraries, library_name  # noqa: E402
+from ptychopinn_core.ptychodus.reconstructor import TRAINING_DATA_FILE, reconstructor_key  # noqa: E402
+from ptychopinn_core.ptychodus.settings import PINNSettings  # noqa: E402
+
+N_POSITIONS = 100
+#: Training settings of every backend: small and quick, yet enough for the real
+#: networks to learn the amplitude of the simulated object.
+TRAIN_SETTINGS = {"Epochs": 8, "BatchSize": 16, "LearningRate": 2e-3, "NumFiltersScale": 1, "NumPhotons": 0}
+#: Amplitude SSIM a trained real backend must gain over its untrained network.
+MIN_SSIM_GAIN = 0.1
+BACKENDS = backend_params()
+
+
+# -- fixtures -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_on_path(fake_backend_ok_site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(FAKE_BACKEND_ROOT))
+    monkeypatch.syspath_prepend(str(fake_backend_ok_site))
+
+
+@pytest.fixture(scope="module")
+def env(fake_backend_ok_site: Path) -> dict[str, str]:
+    """Subprocess environment in which the fake backend is installed too."""
+    return subprocess_env(fake_backend_ok_site, FAKE_BACKEND_ROOT)
+
+
+@pytest.fixture(scope="module")
+def scan():
+    return simulated_scan(seed=1, n_positions=N_POSITIONS)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ptychodus")
+
+
+@pytest.fixture(scope="module")
+def trained(workdir, scan, env):
+    """Train once per backend with ``ptychodus -b train``; returns a function name -> result."""
+    results: dict[str, tuple[object, Path, str]] = {}
+
+    def train(name: str) -> tuple[object, Path, str]:
+        if name not in results:
+            key = key_of(name, "PINN", env_paths=env)
+            inputs = write_input_directory(
+                workdir / f"train-{name}", scan, algorithm=key, settings={library_of(name, env): TRAIN_SETTINGS}
+            )
+            out = workdir / f"model-{name}"
+            result = run(ptychodus_command() + ["-b", "train", "-i", str(inputs), "-o", str(out)], env)
+            results[name] = (result, out / "model.zip", key)
+        return results[name]
+
+    return train
+
+
+def _registry_with_fake(env_paths) -> BackendRegistry:
+    extra = [path for path in env_paths["PYTHONPATH"].split(os.pathsep) if path]
+    saved = list(sys.path)
+    sys.path[:0] = extra
+    try:
+        return BackendRegistry.discover()
+    finally:
+        sys.path[:] = saved
+
+
+def library_of(name: str, env_paths) -> str:
+    entry = next(e for e in _registry_with_fake(env_paths).entries() if e.name == name)
+    return library_name(entry)
+
+
+def key_of(name: str, reconstructor: str, env_paths) -> str:
+    return reconstructor_key(library_of(name, env_paths), reconstructor)
+
+
+def mean_counts(scan) -> float:
+    """Measured photons per pattern of a simulated scan, ``mean_m sum X_m**2``."""
+    return float(np.sum(scan.diffraction.astype(np.float64) ** 2)) / scan.n_positions
+
+
+# -- conversion: pure functions ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [31, 32])
+def test_positions_name_the_same_patch_as_ptychodus(size):
+    """Ptychodus' get_patch at its pixel position == our extract_patches at ours."""
+    rng = np.random.default_rng(5)
+    obj = (rng.random((90, 80)) + 1j * rng.random((90, 80))).astype(np.complex64)
+    geometry = ObjectGeometry(width_px=80, height_px=90, pixel_width_m=1e-8, pixel_height_m=2e-8,
+                              center_x_m=3e-7, center_y_m=-1e-7)
+    ours_xy = rng.uniform([size, size], [80 - size, 90 - size], size=(7, 2))
+    positions = positions_to_metres(ours_xy, geometry, size)
+    np.testing.assert_allclose(positions_to_object_px(positions, geometry, size), ours_xy, atol=1e-9)
+    interpolator = BarycentricArrayInterpolator(obj)
+    for (x, y), position in zip(ours_xy, positions, strict=True):
+        pixel = geometry.map_coordinates_probe_to_object(position)
+        theirs = interpolator.get_patch(pixel.x_px, pixel.y_px, size, size)
+        ours = extract_patches(obj, np.array([[x, y]]), size)[0]
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert probe_centre_offset_px(size) == (0.5 if size % 2 == 0 else 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
+def test_counts_become_amplitudes_with_bad_pixels_zeroed(dtype):
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(50.0, size=(3, 8, 8)).astype(dtype)
+    bad = np.zeros((8, 8), dtype=bool)
+    bad[2, 3] = bad[7, 0] = True
+    if dtype == np.float32:
+        counts[:, 2, 3] = np.nan  # a dead pixel: allowed, it is masked
+        counts[1, 4, 4] = -2.0  # background subtraction: clipped
+    amplitudes, report = amplitudes_from_counts(counts, bad)
+    assert amplitudes.dtype == np.float32 and amplitudes.shape == counts.shape
+    expected = np.sqrt(np.clip(np.where(bad, 0, counts).astype(np.float64), 0, None))
+    np.testing.assert_array_equal(amplitudes, expected.astype(np.float32))
+    assert np.all(amplitudes[:, bad] == 0)
+    assert report["bad_pixels"] == 2
+    assert report["negative_counts"] == (1 if dtype == np.float32 else 0)
+    np.testing.assert_allclose(report[META_MEAN_COUNTS], np.mean(np.sum(expected**2, axis=(1, 2))))
+
+
+def test_non_finite_counts_outside_bad_pixels_are_refused():
+    counts = np.ones((2, 4, 4), dtype=np.float32)
+    counts[1, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="non-finite counts in pattern 1"):
+        amplitudes_from_counts(counts, np.zeros((4, 4), dtype=bool))
+
+
+def test_reconstruct_input_converts_back_to_the_simulated_scan(scan):
+    diffraction, product = ptychodus_inputs_from_scan(
+        scan, photon_energy_eV=8000.0, detector_distance_m=2.0, detector_pixel_m=DETECTOR_PIXEL_M
+    )
+    wavelength_m = product.metadata.photon_wavelength_m
+    expected_pixel = wavelength_m * 2.0 / (scan.pattern_size * DETECTOR_PIXEL_M)
+    assert product.object_.get_pixel_geometry().width_m == pytest.approx(expected_pixel, rel=1e-12)
+    parameters = prepare_reconstruct_input(diffraction, product)
+    converted = scan_from_reconstruct_input(parameters, with_truth_patches=True)
+    np.testing.assert_array_equal(converted.diffraction, scan.diffraction)
+    np.testing.assert_allclose(converted.positions_px, scan.positions_px, atol=1e-9)
+    np.testing.assert_array_equal(converted.probe, scan.probe)
+    np.testing.assert_array_equal(converted.object, scan.object)
+    np.testing.assert_allclose(converted.patches, scan.patches, atol=1e-5)
+    assert converted.meta[META_MEAN_COUNTS] == pytest.approx(mean_counts(scan))
+
+
+def test_object_and_probe_pixel_sizes_must_agree(scan):
+    diffraction, product = ptychodus_inputs_from_scan(
+        scan, photon_energy_eV=8000.0, detector_distance_m=2.0, detector_pixel_m=DETECTOR_PIXEL_M
+    )
+    pixel = product.probes.get_pixel_geometry()
+    probes = ProbeSequence(product.probes.get_array(), None, PixelGeometry(pixel.width_m * 2, pixel.height_m * 2))
+    mismatched = dataclasses.replace(product, probes=probes)
+    with pytest.raises(ValueError, match="object and probe pixel sizes differ"):
+        scan_from_reconstruct_input(ReconstructInput(diffraction.get_patterns(), diffraction.get_bad_pixels(),
+                                                     mismatched))
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+def test_settings_file_values_reach_the_config(tmp_path):
+    registry = SettingsRegistry()
+    settings = PINNSettings(registry, "PINN-test")
+    path = tmp_path / "settings.ini"
+    path.write_text(
+        "[PINN-test]\nEpochs = 7\nBatchSize = 4\nLearningRate = 5e-4\nGridSize = 2\nNumFiltersScale = 1\n"
+        "NumPhotons = 0\nSeed = 3\nDevice = cpu\nChunkSize = 64\n"
+        "Overrides = training.mae_weight=0.25; model.probe_trainable=true\n",
+        encoding="utf-8",
+    )
+    registry.open_settings(path)
+    config = settings.config("supervised", measured_nphotons=1234.5)
+    assert (config.training.epochs, config.training.batch_size, config.training.learning_rate) == (7, 4, 5e-4)
+    assert (config.model.gridsize, config.model.n_filters_scale) == (2, 1)
+    assert config.data.nphotons == 1234.5, "NumPhotons = 0 uses the measured photons"
+    assert (config.training.seed, config.execution.device, config.inference.chunk_size) == (3, "cpu", 64)
+    assert config.training.mode == "supervised"
+    assert config.training.mae_weight == 0.25 and config.model.probe_trainable is True
+    settings.nphotons.set_value(1e6)
+    assert settings.config("pinn", measured_nphotons=1234.5).data.nphotons == 1e6
+    with pytest.raises(ValueError, match="Group .* already exists"):
+        PINNSettings(registry, "PINN-test")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("Epochs", 0, "training.epochs"), ("Device", "tpu", "execution.device"),
+     ("Overrides", "training.nope=1", "unknown config key 'training.nope'"),
+     ("Overrides", "training.epochs", "expected section.key=value")],
+)
+def test_bad_settings_name_the_field(key, value, message):
+    settings = PINNSettings(SettingsRegistry(), "PINN-test")
+    settings._group.parameters()[key].set_value(value)
+    with pytest.raises(ValueError, match=message):
+        settings.config("pinn", measured_nphotons=1e6)
+
+
+def test_measured_photons_need_data():
+    settings = PINNSettings(SettingsRegistry(), "PINN-test")
+    with pytest.raises(ValueError, match="NumPhotons = 0"):
+        settings.config("pinn", measured_nphotons=None)
+
+
+# -- the reconstructor without Ptychodus' core ------------------------------------------------
+
+
+@pytest.fixture
+def fake_reconstructor(fake_on_path):
+    library = next(lib for lib in build_libraries(SettingsRegistry()) if lib.backend.name == FAKE_BACKEND)
+    library.settings.epochs.set_value(4)
+    return next(iter(library))
+
+
+def test_train_yields_every_epoch_and_writes_the_model(fake_reconstructor, scan, tmp_path):
+    from ptychopinn_core.data import write_scan
+
+    write_scan(tmp_path / TRAINING_DATA_FILE, scan)
+    outputs = list(fake_reconstructor.train(tmp_path, tmp_path / "out"))
+    assert [output.progress for output in outputs] == [1, 2, 3, 4]
+    assert fake_reconstructor.get_progress_goal() == 4
+    assert [len(output.training_loss) for output in outputs] == [1, 2, 3, 4]
+    assert all(np.isfinite(loss.value) for loss in outputs[-1].training_loss)
+    bundle = read_bundle(tmp_path / "out" / "model.zip")
+    assert fake_reconstructor.is_model_loaded()
+    assert [record.train_loss for record in bundle.history.epochs] == [loss.value for loss in outputs[-1].training_loss]
+    assert bundle.config.data.nphotons == pytest.approx(mean_counts(scan)), "NumPhotons = 0: measured"
+
+
+def test_stopping_training_ends_the_worker(fake_reconstructor, scan, tmp_path):
+    from ptychopinn_core.data import write_scan
+
+    fake_reconstructor._settings.epochs.set_value(50)
+    write_scan(tmp_path / TRAINING_DATA_FILE, scan)
+    before = {thread.name for thread in threading.enumerate()}
+    outputs = fake_reconstructor.train(tmp_path, tmp_path / "out")
+    first = next(outputs)
+    assert first.progress == 1
+    outputs.close()  # what Ptychodus does when the task is stopped
+    assert {thread.name for thread in threading.enumerate()} <= before
+    assert not (tmp_path / "out" / "model.zip").exists()
+    assert not fake_reconstructor.is_model_loaded()
+
+
+def test_model_files(fake_reconstructor, tmp_path):
+    with pytest.raises(RuntimeError, match="no model to save"):
+        fake_reconstructor.save_model(tmp_path / "none.zip")
+    (tmp_path / "foreign.zip").write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
+    with pytest.raises(BundleError):
+        fake_reconstructor.load_model_from_file(tmp_path / "foreign.zip")
+    assert fake_reconstructor.get_model_file_extension() == ".zip"
+    assert "*.zip" in fake_reconstructor.get_model_file_filter()
+
+
+def test_training_path_without_data_is_a_clear_error(fake_reconstructor, tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_data.npz or diffraction.h5"):
+        next(fake_reconstructor.train(tmp_path, tmp_path))
+
+
+# -- batch mode: the plain `ptychodus` command ------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_train_writes_a_model_with_the_settings(backend, trained, scan):
+    result, model_path, key = trained(backend)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert f"{key}: training on {N_POSITIONS} patterns" in result.stdout, "our reconstructor did not run"
+    bundle = read_bundle(model_path)
+    assert bundle.manifest["backend"] == backend
+    assert bundle.config.training.epochs == TRAIN_SETTINGS["Epochs"]
+    assert bundle.config.training.learning_rate == TRAIN_SETTINGS["LearningRate"]
+    assert bundle.config.model.n_filters_scale == TRAIN_SETTINGS["NumFiltersScale"]
+    assert bundle.config.model.pattern_size == scan.pattern_size
+    assert bundle.config.data.nphotons == pytest.approx(mean_counts(scan)), "NumPhotons = 0: measured"
+    assert 1 <= bundle.history.n_epochs <= TRAIN_SETTINGS["Epochs"]
+
+
+def _reconstruct_inputs(workdir: Path, name: str, scan, key: str, model: Path | None) -> Path:
+    inputs = write_input_directory(workdir / name, scan, algorithm=key)
+    if model is not None:
+        shutil.copy(model, inputs / "model.zip")
+    return inputs
+
+
+def assert_product_on_input_grid(product: Product, input_product: Product) -> None:
+    obj, reference = product.object_, input_product.object_
+    assert obj.get_array().shape == reference.get_array().shape
+    assert obj.get_pixel_geometry() == reference.get_pixel_geometry()
+    assert obj.get_center() == reference.get_center()
+    assert np.all(np.isfinite(obj.get_array()))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_reconstruct_writes_the_reconstruction(backend, trained, scan, workdir, env):
+    _, model_path, key = trained(backend)
+    inputs = _reconstruct_inputs(workdir, f"recon-{backend}", scan, key, model_path)
+    out = workdir / f"recon-out-{backend}"
+    result = run(ptychodus_command() + ["-b", "reconstruct", "-i", str(inputs), "-o", str(out)], env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    files = output_products(out)
+    assert [path.name for path in files] == [f"product.{N_POSITIONS:06d}.h5"]
+    product = load_product(files[0])
+    assert reconstructed_by(product.metadata.comments) == [key]
+    assert_product_on_input_grid(product, load_product(inputs / "product.h5"))
+    bundle = read_bundle(model_path)
+    assert [loss.value for loss in product.losses] == [record.train_loss for record in bundle.history.epochs]
+    covered = np.abs(product.object_.get_array()[0]) > 0
+    assert covered.mean() > 0.3, "the stitched object covers the scanned region"
+
+
+def test_batch_reconstruct_without_model_fails_clearly(scan, workdir, env):
+    """The ``ptychodus`` command exits 1 with our message (once, with the fake backend)."""
+    key = key_of(FAKE_BACKEND, "PINN", env)
+    inputs = _reconstruct_inputs(workdir, "nomodel", scan, key, None)
+    out = workdir / "nomodel-out"
+    result = run(ptychodus_command() + ["-b", "reconstruct", "-i", str(inputs), "-o", str(out)], env)
+    assert result.returncode == 1
+    assert f"Reconstruction failed: RuntimeError: {key}: no model is loaded" in result.stdout
+    assert not output_products(out)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_mode_without_model_fails_for_every_backend(backend, scan, tmp_path, fake_on_path, env, caplog):
+    """Every backend, through ``ModelCore.batch_mode_execute`` (what ``ptychodus -b`` returns)."""
+    from ptychodus.model import ModelCore
+
+    key = key_of(backend, "PINN", env)
+    inputs = _reconstruct_inputs(tmp_path, "in", scan, key, None)
+    caplog.set_level(logging.ERROR)
+    with ModelCore(log_level=logging.WARNING) as model:
+        code = model.batch_mode_execute("reconstruct", inputs, tmp_path / "out")
+        assert model.processing_core.algorithm_parameter.get_value() == key
+    assert code == 1
+    assert f"{key}: no model is loaded; train one" in caplog.text
+    assert not output_products(tmp_path / "out")
+
+
+def test_a_typo_in_the_key_is_caught(trained, scan, tmp_path, fake_on_path, env):
+    """Ptychodus ignores an unknown key (exit code 0, nothing runs); checking what ran catches it.
+
+    Through ``ModelCore.batch_mode_execute``, the function whose result ``ptychodus -b``
+    exits with.
+    """
+    from ptychodus.model import ModelCore
+
+    _, model_path, key = trained(FAKE_BACKEND)
+    typo = key.replace("numpyfake", "numpyfak")
+    inputs = _reconstruct_inputs(tmp_path, "in", scan, typo, model_path)
+    out = tmp_path / "out"
+    with ModelCore(log_level=logging.WARNING) as model:
+        code = model.batch_mode_execute("reconstruct", inputs, out)
+        selected = model.processing_core.algorithm_parameter.get_value()
+    assert code == 0, "Ptychodus 1.7 silently ignores an unknown Algorithm"
+    assert selected != key
+    ran = [reconstructed_by(load_product(path).metadata.comments) for path in output_products(out)]
+    assert ran == [], "a typo must not look like a successful run of our reconstructor"
+
+
+def test_launcher_runs_ptychodus_with_the_hook_alone(trained, scan, workdir, env):
+    """``ptychopinn-ptychodus`` works where the hook module is not installed (hidden here)."""
+    _, model_path, key = trained(FAKE_BACKEND)
+    inputs = _reconstruct_inputs(workdir, "launcher", scan, key, model_path)
+    out = workdir / "launcher-out"
+    code = (
+        f"import sys; sys.modules[{HOOK_MODULE!r}] = None; "
+        "from ptychopinn_core.ptychodus.launcher import main; sys.exit(main())"
+    )
+    result = run([sys.executable, "-c", code, "-b", "reconstruct", "-i", str(inputs), "-o", str(out)], env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert [reconstructed_by(load_product(p).metadata.comments) for p in output_products(out)] == [[key]]
+
+
+# -- in-process: ModelCore ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reconstruct_local_in_process(backend, trained, scan, tmp_path, fake_on_path, env):
+    from ptychodus.model import ModelCore
+
+    from ptychopinn_core import workflow
+
+    _, model_path, key = trained(backend)
+    bundle = read_bundle(model_path)
+    diffraction, product = ptychodus_inputs_from_scan(
+        scan, photon_energy_eV=8000.0, detector_distance_m=2.0, detector_pixel_m=DETECTOR_PIXEL_M, name="sim"
+    )
+    from ptychodus.api.io import save_diffraction_data
+
+    save_diffraction_data(tmp_path / "diffraction.h5", diffraction)
+    with ModelCore(log_level=logging.WARNING) as model:
+        assert key in list(model.workflow_api.available_reconstructors())
+        dataset = model.workflow_api.load_assembled_diffraction_data(tmp_path / "diffraction.h5")
+        handle = model.workflow_api.register_product(product, diffraction=dataset)
+        model.processing_core.processing_api.load_model_from_file(model_path, algorithm=key)
+        output = handle.reconstruct_local(algorithm=key, output_product_file=tmp_path / "product.h5", block=True)
+        assert model.processing_core.algorithm_parameter.get_value() == key, "the selected key is ours"
+        result = output.get_product()
+    assert reconstructed_by(result.metadata.comments) == [key]
+    assert_product_on_input_grid(result, product)
+    assert output_products(tmp_path) == [tmp_path / f"product.{N_POSITIONS:06d}.h5"]
+
+    backend_handle = BackendRegistry.discover().get(backend)
+    direct = workflow.reconstruct(bundle, scan, backend_handle)
+    recon = result.object_.get_array()[0]
+    np.testing.assert_allclose(recon, direct.object, rtol=1e-4, atol=1e-5 * np.abs(direct.object).max())
+
+    window = default_crop_size(scan.pattern_size)
+    metrics = evaluate(recon, scan.object, scan.positions_px, window_px=window)
+    for part in ("amplitude", "phase"):
+        assert all(np.isfinite(metrics[part][name]) for name in ("ssim", "mae", "frc50"))
+    if backend == FAKE_BACKEND:
+        return  # the fake predicts a constant patch: no image quality to claim
+    untrained = dataclasses.replace(bundle, weights=initial_weights(parameter_specs(bundle.config.model), 0))
+    baseline = evaluate(workflow.reconstruct(untrained, scan, backend_handle).object, scan.object,
+                        scan.positions_px, window_px=window)
+    assert metrics["amplitude"]["ssim"] > baseline["amplitude"]["ssim"] + MIN_SSIM_GAIN, (metrics, baseline)
+    assert metrics["amplitude"]["mae"] < baseline["amplitude"]["mae"]
+
+
+# -- training-data export ---------------------------------------------------------------------
+
+
+def _export(tmp_path: Path, scan, key: str) -> Path:
+    from ptychodus.api.io import save_diffraction_data
+    from ptychodus.model import ModelCore
+
+    diffraction, product = ptychodus_inputs_from_scan(
+        scan, photon_energy_eV=8000.0, detector_distance_m=2.0, detector_pixel_m=DETECTOR_PIXEL_M
+    )
+    save_diffraction_data(tmp_path / "diffraction.h5", diffraction)
+    path = tmp_path / f"{key}.npz"
+    with ModelCore(log_level=logging.WARNING) as model:
+        dataset = model.workflow_api.load_assembled_diffraction_data(tmp_path / "diffraction.h5")
+        handle = model.workflow_api.register_product(product, diffraction=dataset)
+        handle.export_training_data(path, algorithm=key)
+        assert model.processing_core.algorithm_parameter.get_value() == key
+    return path
+
+
+def _ptychopinn_train(data: Path, backend: str, mode: str, out: Path) -> None:
+    """``ptychopinn train`` through its console-script function (in-process: no new imports)."""
+    from ptychopinn_core.cli.main import main
+
+    code = main(["--quiet", "train", "--backend", backend, "--train", str(data), "--out", str(out),
+                 "--mode", mode, "--epochs", "1", "--n-filters-scale", "1"])
+    assert code == 0
+    assert read_bundle(out).manifest["mode"] == mode
+
+
+def test_exported_training_data_is_accepted_by_ptychopinn_train(scan, tmp_path, fake_on_path, env):
+    key = key_of(FAKE_BACKEND, "PINN", env)
+    path = _export(tmp_path, scan, key)
+    exported = read_scan(path)
+    np.testing.assert_array_equal(exported.diffraction, scan.diffraction)
+    np.testing.assert_allclose(exported.positions_px, scan.positions_px, atol=1e-9)
+    np.testing.assert_array_equal(exported.object, scan.object)
+    assert exported.patches is None, "PINN export does not claim a ground truth"
+    assert exported.meta["source"] == "ptychodus"
+    _ptychopinn_train(path, FAKE_BACKEND, "pinn", tmp_path / "model.zip")
+
+
+def test_supervised_export_carries_the_truth_and_trains(scan, tmp_path, fake_on_path, env):
+    registry = BackendRegistry.discover()
+    supervised = [name for name in installed_backend_names()
+                  if "supervised" in registry.get(name).info.capabilities.modes]
+    if not supervised:
+        pytest.skip("no installed backend supports supervised training")
+    backend = supervised[0]
+    path = _export(tmp_path, scan, key_of(backend, "Supervised", env))
+    exported = read_scan(path)
+    np.testing.assert_allclose(exported.patches, scan.patches, atol=1e-5)
+    _ptychopinn_train(path, backend, "supervised", tmp_path / "model.zip")
