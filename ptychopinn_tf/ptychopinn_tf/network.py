@@ -1,0 +1,161 @@
+"""The encoder/decoder network of docs/physics.md §4 in TensorFlow.
+
+Built layer by layer from the core's description
+(:func:`ptychopinn_core.model.parameters.describe_architecture`) with one plain
+``tf.Variable`` per canonical parameter (:func:`~ptychopinn_core.model.parameters.parameter_specs`):
+the canonical kernels are HWIO ``(kh, kw, in, out)``, which is ``tf.nn.conv2d``'s own
+layout, so weights load and save without any transposition, bit for bit.
+
+Layout at the boundary: the core gives ``(B, C, N, N)`` float32 and receives amplitude
+and phase ``(B, C, N/2, N/2)``; inside, TensorFlow convolves NHWC, so the input and
+the two head outputs are transposed once.
+
+Ops (the ``op`` names of ``describe_architecture``):
+
+- ``conv3x3_relu``: ``relu(conv2d(x, K, stride 1, 'SAME' zero padding) + b)``;
+- ``maxpool2x2``: max over 2 x 2 windows, stride 2;
+- ``upsample2x_nearest``: every pixel repeated 2 x 2 (nearest neighbour);
+- heads ``conv3x3_<act>``: conv + bias, then ``sigmoid`` | ``softplus`` | ``relu`` |
+  ``swish`` (``x * sigmoid(x)``) for the amplitude, ``pi * tanh`` for the phase.
+
+``zero_pad`` and ``complex_combine`` belong to the model
+(:func:`ptychopinn_tf.layers.pad_to_full`, :func:`ptychopinn_tf.layers.complex_combine`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from ptychopinn_core.config import ModelConfig
+from ptychopinn_core.model.parameters import (
+    LOG_INTENSITY_SCALE,
+    describe_architecture,
+    parameter_specs,
+    validate_weights,
+)
+
+__all__ = ["PinnNetwork", "load_canonical_weights", "canonical_weights"]
+
+#: Ops of describe_architecture that the model, not the network, applies.
+_MODEL_OPS = ("zero_pad", "complex_combine")
+
+
+def _swish(values: tf.Tensor) -> tf.Tensor:
+    return values * tf.math.sigmoid(values)
+
+
+def _pi_tanh(values: tf.Tensor) -> tf.Tensor:
+    return tf.constant(math.pi, dtype=values.dtype) * tf.math.tanh(values)
+
+
+#: Head activations by the suffix of their ``conv3x3_<activation>`` op.
+_ACTIVATIONS = {
+    "relu": tf.nn.relu,
+    "sigmoid": tf.math.sigmoid,
+    "softplus": tf.math.softplus,
+    "swish": _swish,
+    "pi_tanh": _pi_tanh,
+}
+
+
+class PinnNetwork(tf.Module):
+    """Diffraction amplitudes ``(B, C, N, N)`` to amplitude and phase ``(B, C, N/2, N/2)``.
+
+    Parameters
+    ----------
+    model_config : ModelConfig
+        ``pattern_size``, ``gridsize``, ``n_filters_scale``, ``amp_activation`` and
+        ``intensity_scale_trainable`` (which adds the scalar ``log_intensity_scale``; the
+        network holds it so that :func:`canonical_weights` is the complete canonical
+        list, but only the model's loss reads it).
+
+    Attributes
+    ----------
+    specs : tuple of ParameterSpec
+        The canonical parameter list, in forward order.
+    variables_by_name : dict of str to tf.Variable
+        One float32 variable per canonical parameter, in the canonical layout;
+        created zero, load values with :func:`load_canonical_weights`.
+    """
+
+    def __init__(self, model_config: ModelConfig, name: str = "pinn_network") -> None:
+        super().__init__(name=name)
+        if not isinstance(model_config, ModelConfig):
+            raise TypeError(f"invalid model_config: expected a ModelConfig, received {type(model_config).__name__}")
+        self.model_config = model_config
+        self.specs = parameter_specs(model_config)
+        self._layers = [layer for layer in describe_architecture(model_config) if layer["op"] not in _MODEL_OPS]
+        with self.name_scope:
+            self.variables_by_name = {
+                spec.name: tf.Variable(tf.zeros(spec.shape, dtype=tf.float32), name=spec.name, trainable=True)
+                for spec in self.specs
+            }
+
+    @property
+    def log_intensity_scale(self) -> tf.Variable | None:
+        """The trainable correction ``log(s_eff / s)``, or None when it is fixed."""
+        return self.variables_by_name.get(LOG_INTENSITY_SCALE)
+
+    def __call__(self, diffraction: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Run the network.
+
+        Parameters
+        ----------
+        diffraction : tf.Tensor, float32, shape (B, C, N, N)
+            Normalised amplitudes ``X_n`` of each group (channels = the group's patterns).
+
+        Returns
+        -------
+        amplitude, phase : tf.Tensor, float32, shape (B, C, N/2, N/2)
+            Head outputs after their activations (phase in ``(-pi, pi)``).
+        """
+        outputs = {"diffraction": tf.transpose(tf.convert_to_tensor(diffraction, tf.float32), [0, 2, 3, 1])}
+        for layer in self._layers:
+            values = outputs[layer["inputs"][0]]
+            op = layer["op"]
+            if op == "maxpool2x2":
+                values = tf.nn.max_pool2d(values, ksize=2, strides=2, padding="VALID")
+            elif op == "upsample2x_nearest":
+                values = tf.repeat(tf.repeat(values, 2, axis=1), 2, axis=2)
+            elif op.startswith("conv3x3_"):
+                kernel = self.variables_by_name[f"{layer['name']}.kernel"]
+                bias = self.variables_by_name[f"{layer['name']}.bias"]
+                values = tf.nn.conv2d(values, kernel, strides=1, padding="SAME")
+                values = _ACTIVATIONS[op.removeprefix("conv3x3_")](tf.nn.bias_add(values, bias))
+            else:  # pragma: no cover - describe_architecture and this file changed apart
+                raise ValueError(f"unknown layer op {op!r} of layer {layer['name']!r}")
+            outputs[layer["name"]] = values
+        amplitude = tf.transpose(outputs["head_amplitude"], [0, 3, 1, 2])
+        phase = tf.transpose(outputs["head_phase"], [0, 3, 1, 2])
+        return amplitude, phase
+
+
+def load_canonical_weights(network: PinnNetwork, weights: Mapping[str, np.ndarray]) -> None:
+    """Assign canonical weights to the network's variables (no layout change: HWIO).
+
+    Parameters
+    ----------
+    network : PinnNetwork
+    weights : mapping of str to ndarray, float32
+        Exactly the names and shapes of ``network.specs``.
+
+    Raises
+    ------
+    ValueError
+        A missing, unexpected, mis-shaped or non-finite parameter (the message names it).
+    """
+    checked = validate_weights(weights, network.specs, "PinnNetwork weights")
+    for name, value in checked.items():
+        network.variables_by_name[name].assign(value)
+
+
+def canonical_weights(network: PinnNetwork) -> dict[str, np.ndarray]:
+    """The network's parameters as canonical float32 arrays (copies), in spec order."""
+    return {
+        name: np.array(variable.numpy(), dtype=np.float32, copy=True)
+        for name, variable in network.variables_by_name.items()
+    }

@@ -1,0 +1,281 @@
+"""Training loop: the core's batches, a compiled step, the core's schedule and early stopping.
+
+What is decided here (and mirrored in ``ptychopinn_torch.training``):
+
+- **Data order**: epoch ``e`` runs ``data.epoch_batches(e)`` in order, gathered with
+  ``data.gather`` (and ``data.gather_truth`` in supervised mode). Nothing is shuffled
+  here.
+- **Optimiser**: Adam with ``learning_rate``, ``adam_beta1``, ``adam_beta2`` and
+  ``adam_epsilon`` of ``config.training``, in the form of Kingma & Ba's Algorithm 1 and
+  ``torch.optim.Adam``::
+
+      m <- m + (1 - b1) (g - m);      v <- b2 v + (1 - b2) g**2
+      theta <- theta - (lr / (1 - b1**t)) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)
+
+  Keras' own Adam adds ``eps`` to ``sqrt(v)`` before the bias correction (an ``eps``
+  larger by ``1 / sqrt(1 - b2**t)``, 30x at the first step), which would make the two
+  backends differ wherever gradients are small; hence :class:`_KingmaBaAdam`. The
+  bias corrections are computed in float64, as torch does in Python.
+- **Learning rate and stopping**: :class:`ptychopinn_core.schedule.PlateauSchedule` and
+  :class:`~ptychopinn_core.schedule.EarlyStopping`, stepped once per epoch on the
+  validation loss (the training loss without a validation split). The weights of the
+  last epoch are kept.
+- **Losses reported**: the epoch's training loss is the mean of its batch losses
+  weighted by batch size; the validation loss is the loss over all validation groups
+  (batches of ``batch_size``, weighted by size), computed after the epoch's updates.
+- **Compiled step**: one ``tf.function`` with a shape-polymorphic batch axis, so the
+  last, partial batch reuses the trace. Not XLA-compiled (``jit_compile``): measured
+  slower on CPU for this model (docs/backend-tensorflow.md).
+- **MirroredStrategy** (``execution.strategy = "mirrored"``): the global batch is the
+  core's batch, split into contiguous, near-equal parts, one per replica; each replica's
+  loss is its mean loss times ``B_replica / B`` and the replicas' gradients are summed,
+  so the update equals the single-device update of the same batch. A replica with an
+  empty part (a last batch smaller than the number of replicas) contributes exactly zero.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
+from ptychopinn_core.config import Config, ExecutionConfig, TrainingConfig
+from ptychopinn_core.model.state import EpochRecord, History
+from ptychopinn_core.schedule import EarlyStopping, PlateauSchedule
+from ptychopinn_tf.model import PinnModel
+
+__all__ = ["train_model"]
+
+
+class _KingmaBaAdam(keras.optimizers.Adam):
+    """Adam with ``eps`` added to the bias-corrected ``sqrt(v_hat)`` (torch's placement)."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        gradient = tf.cast(gradient, dtype)
+        step = tf.cast(self.iterations + 1, tf.float64)
+        bias_correction1 = 1.0 - tf.pow(tf.constant(self.beta_1, tf.float64), step)
+        bias_correction2 = 1.0 - tf.pow(tf.constant(self.beta_2, tf.float64), step)
+        step_size = tf.cast(tf.cast(learning_rate, tf.float64) / bias_correction1, dtype)
+        bias_correction2_sqrt = tf.cast(tf.sqrt(bias_correction2), dtype)
+        index = self._get_variable_index(variable)
+        first_moment = self._momentums[index]
+        second_moment = self._velocities[index]
+        self.assign_add(first_moment, (gradient - first_moment) * (1 - self.beta_1))
+        self.assign(second_moment, second_moment * self.beta_2 + (1 - self.beta_2) * tf.square(gradient))
+        denominator = tf.sqrt(second_moment) / bias_correction2_sqrt + tf.cast(self.epsilon, dtype)
+        self.assign_sub(variable, step_size * (first_moment / denominator))
+
+
+def _make_optimizer(training: TrainingConfig) -> keras.optimizers.Optimizer:
+    if keras.backend.backend() != "tensorflow":
+        raise ImportError(
+            "the TensorFlow backend trains with Keras' TensorFlow optimizer, but Keras runs on "
+            f"{keras.backend.backend()!r}: unset KERAS_BACKEND or set KERAS_BACKEND=tensorflow"
+        )
+    return _KingmaBaAdam(
+        learning_rate=training.learning_rate,
+        beta_1=training.adam_beta1,
+        beta_2=training.adam_beta2,
+        epsilon=training.adam_epsilon,
+        name="adam",
+    )
+
+
+def _make_strategy(execution: ExecutionConfig) -> tf.distribute.Strategy | None:
+    """MirroredStrategy over the visible devices for ``strategy="mirrored"``, else None.
+
+    GPUs when TensorFlow sees any and ``execution.device`` is not ``"cpu"``, else the
+    (logical) CPUs; ``execution.devices`` (an int) keeps the first that many.
+    """
+    if execution.strategy != "mirrored":
+        return None
+    kind = "GPU" if execution.device != "cpu" and tf.config.list_logical_devices("GPU") else "CPU"
+    if execution.device == "gpu" and kind != "GPU":
+        raise ValueError(
+            "invalid execution.device: expected a GPU visible to TensorFlow for device='gpu', received none"
+        )
+    devices = [device.name for device in tf.config.list_logical_devices(kind)]
+    if execution.devices != "auto":
+        if execution.devices > len(devices):
+            raise ValueError(
+                f"invalid execution.devices: expected at most the {len(devices)} visible {kind} device(s), "
+                f"received devices={execution.devices}"
+            )
+        devices = devices[: execution.devices]
+    return tf.distribute.MirroredStrategy(devices=devices)
+
+
+def _nonzero_gradients(gradients, variables):
+    """Zeros instead of None for variables the loss does not use (e.g. the scale, supervised)."""
+    return [
+        tf.zeros_like(variable) if gradient is None else gradient
+        for gradient, variable in zip(gradients, variables)
+    ]
+
+
+def _single_device_step(worker: PinnModel, optimizer, supervised: bool):
+    variables = worker.trainable_variables
+    optimizer.build(variables)  # before tracing: variables created in a trace force a retrace
+
+    def step(diffraction, offsets_xy, truth=None):
+        with tf.GradientTape() as tape:
+            loss = worker.loss(diffraction, offsets_xy, truth)
+        gradients = _nonzero_gradients(tape.gradient(loss, variables), variables)
+        optimizer.apply_gradients(zip(gradients, variables))
+        return loss
+
+    return tf.function(step, input_signature=_signature(worker, supervised))
+
+
+def _mirrored_step(worker: PinnModel, optimizer, strategy: tf.distribute.Strategy, supervised: bool):
+    variables = worker.trainable_variables
+    optimizer.build(variables)
+
+    def replica_step(global_batch, diffraction, offsets_xy, truth=None):
+        local_batch = tf.shape(diffraction)[0]
+        share = tf.cast(local_batch, tf.float32) / tf.cast(global_batch, tf.float32)
+        with tf.GradientTape() as tape:
+            # A replica whose part is empty (batch < replicas) contributes exactly 0; the
+            # network is not run on it (convolutions of an empty batch are not safe on CPU).
+            loss = tf.cond(
+                local_batch > 0,
+                lambda: worker.loss(diffraction, offsets_xy, truth) * share,
+                lambda: tf.constant(0.0, tf.float32),
+            )
+        gradients = _nonzero_gradients(tape.gradient(loss, variables), variables)
+        optimizer.apply_gradients(zip(gradients, variables))  # sums the replicas' gradients
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def step(global_batch, *inputs):
+        losses = strategy.run(replica_step, args=(global_batch, *inputs))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    def run(*arrays: np.ndarray) -> tf.Tensor:
+        global_batch = tf.constant(arrays[0].shape[0], tf.int32)
+        return step(global_batch, *(_split(strategy, array) for array in arrays))
+
+    return run
+
+
+def _split(strategy: tf.distribute.Strategy, array: np.ndarray):
+    """Per-replica contiguous parts of a batch (``numpy.array_split``: sizes differ by <= 1)."""
+    parts = np.array_split(array, strategy.num_replicas_in_sync)
+    return strategy.experimental_distribute_values_from_function(
+        lambda context: tf.constant(parts[context.replica_id_in_sync_group])
+    )
+
+
+def _signature(worker: PinnModel, supervised: bool) -> list[tf.TensorSpec]:
+    signature = worker.input_signature()
+    if supervised:
+        size, channels = worker.pattern_size, worker.group_size
+        signature.append(tf.TensorSpec((None, channels, size, size), tf.complex64, name="truth"))
+    return signature
+
+
+def _batch_inputs(data, group_ids: np.ndarray, supervised: bool) -> tuple[np.ndarray, ...]:
+    diffraction, offsets_xy = data.gather(group_ids)
+    if supervised:
+        return diffraction, offsets_xy, data.gather_truth(group_ids).astype(np.complex64, copy=False)
+    return diffraction, offsets_xy
+
+
+def train_model(model: PinnModel, data, config: Config, progress: ProgressCallback) -> History:
+    """Train ``model`` in place on the core's batches; return the per-epoch history.
+
+    Parameters
+    ----------
+    model : PinnModel
+        Built by ``ptychopinn_build_model``; its weights (and a trainable probe) are
+        updated in place.
+    data : TrainingData
+        The core's normalised, grouped and split data (``epoch_batches``, ``gather``).
+    config : Config
+        ``training`` (optimiser, epochs, schedule, loss, seed) and ``execution``
+        (``strategy``, ``devices``, ``deterministic``).
+    progress : callable
+        Receives a ProgressEvent after every step and every epoch.
+
+    Returns
+    -------
+    History
+        One EpochRecord per completed epoch (fewer than ``training.epochs`` when
+        early stopping ends the run).
+    """
+    training = config.training
+    supervised = training.mode == "supervised"
+    tf.random.set_seed(training.seed)
+    if config.execution.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = _make_strategy(config.execution)
+    if strategy is None:
+        worker = model
+        scope = model.placement
+    else:
+        scope = strategy.scope
+        with scope():
+            worker = PinnModel(config, model.state, model.get_weights())
+
+    with scope():
+        optimizer = _make_optimizer(training)
+        if strategy is None:
+            compiled_step = _single_device_step(worker, optimizer, supervised)
+
+            def train_step(*arrays: np.ndarray) -> tf.Tensor:
+                return compiled_step(*(tf.constant(array) for array in arrays))
+        else:
+            train_step = _mirrored_step(worker, optimizer, strategy, supervised)
+        evaluate = tf.function(worker.loss, input_signature=_signature(worker, supervised))
+        history = _fit(worker, data, training, train_step, evaluate, optimizer, supervised, progress)
+
+    if worker is not model:
+        model.set_weights(worker.get_weights())
+        model.state = worker.state
+    return history
+
+
+def _validation_loss(data, evaluate, supervised: bool) -> float:
+    total, count = 0.0, 0
+    for group_ids in data.validation_batches():
+        inputs = _batch_inputs(data, group_ids, supervised)
+        total += float(evaluate(*(tf.constant(array) for array in inputs))) * len(group_ids)
+        count += len(group_ids)
+    return total / count
+
+
+def _fit(worker, data, training: TrainingConfig, train_step, evaluate, optimizer, supervised, progress) -> History:
+    n_epochs = training.epochs
+    schedule = PlateauSchedule.from_config(training)
+    stopping = EarlyStopping(patience=training.early_stopping_patience)
+    learning_rate = schedule.learning_rate
+    records = []
+    for epoch in range(n_epochs):
+        started = time.perf_counter()
+        optimizer.learning_rate = learning_rate
+        batches = data.epoch_batches(epoch)
+        loss_sum, count = 0.0, 0
+        for step, group_ids in enumerate(batches, start=1):
+            loss = float(train_step(*_batch_inputs(data, group_ids, supervised)))
+            loss_sum += loss * len(group_ids)
+            count += len(group_ids)
+            progress(ProgressEvent("batch", epoch, n_epochs, step, len(batches),
+                                   {"train_loss": loss, "learning_rate": learning_rate}))
+        train_loss = loss_sum / count
+        val_loss = _validation_loss(data, evaluate, supervised) if data.n_validation else None
+        metrics = {"train_loss": train_loss, "learning_rate": learning_rate}
+        if val_loss is not None:
+            metrics["val_loss"] = val_loss
+        records.append(EpochRecord(epoch, train_loss, val_loss, learning_rate, time.perf_counter() - started))
+        progress(ProgressEvent("epoch", epoch, n_epochs, len(batches), len(batches), metrics))
+        monitored = val_loss if val_loss is not None else train_loss
+        stop = stopping.should_stop(epoch, monitored)
+        learning_rate = schedule.step(monitored)
+        if stop or not math.isfinite(monitored):
+            break
+    return History(tuple(records))
