@@ -11,6 +11,7 @@ and must never meet the fake). See tests/fake_backend/README.md.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tomllib
@@ -20,6 +21,12 @@ from pathlib import Path
 import pytest
 
 from ptychopinn_core.backends import ENTRY_POINT_GROUP
+
+# Numerics hygiene for a process that holds both frameworks (Keras' own test setup does
+# the same): torch is imported before TensorFlow, whichever test file pytest collects
+# first. Without torch installed there is nothing to order.
+with contextlib.suppress(ImportError):
+    import torch  # noqa: F401
 
 TESTS_DIR = Path(__file__).resolve().parent
 #: Source tree of the fake backend: its pyproject.toml and the package ptychopinn_fake.

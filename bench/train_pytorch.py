@@ -1,0 +1,145 @@
+"""Benchmark: train the PyTorch + Lightning backend for a fixed wall time and score an unseen scan.
+
+Run from the repository root::
+
+    .venv/bin/python bench/train_pytorch.py                       # 180 s of training
+    .venv/bin/python bench/train_pytorch.py --seconds 60 --gridsize 2 --n-filters-scale 1
+
+Simulates a 'lines' training scan and an unseen test scan (another object seed) of
+64 x 64 patterns, trains with the default model settings unless told otherwise, stops
+at the first epoch end past ``--seconds``, reconstructs the test scan and prints ONE
+JSON object: machine and settings, seconds per epoch (first epoch, with Lightning's
+start-up, and the mean of the others), training patterns per second, inference patterns per second
+and the SSIM/PSNR/FRC50 of amplitude and phase. Nothing is asserted: timings are
+measured here, never in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+
+class _TimeUp(Exception):
+    """Raised from the progress callback to end training at an epoch boundary."""
+
+
+def _machine() -> dict[str, object]:
+    import lightning
+    import numpy as np
+    import torch
+
+    from ptychopinn_core import __version__
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "devices": ["cpu"] + [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())],
+        "ptychopinn_core": __version__,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=180.0, help="training wall time (stops at an epoch end)")
+    parser.add_argument("--n-positions", type=int, default=512)
+    parser.add_argument("--gridsize", type=int, default=1)
+    parser.add_argument("--n-filters-scale", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import lightning  # noqa: F401  # import time is not training time
+    import torch  # noqa: F401
+
+    from ptychopinn_core import workflow
+    from ptychopinn_core.backends import BackendRegistry
+    from ptychopinn_core.config import Config
+    from ptychopinn_core.evaluation import evaluate
+    from ptychopinn_core.model.bundle import ModelBundle, make_manifest
+    from ptychopinn_core.model.parameters import initial_weights, parameter_specs
+    from ptychopinn_core.model.state import History
+    from ptychopinn_core.simulation import make_demo_scan
+    from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+
+    size = 64
+    config = Config.from_dict({
+        "model": {"pattern_size": size, "gridsize": args.gridsize, "n_filters_scale": args.n_filters_scale},
+        "training": {"epochs": 10_000, "batch_size": args.batch_size, "early_stopping_patience": None,
+                     "seed": args.seed},
+        "execution": {"device": args.device},
+    })
+    train_scan = make_demo_scan(args.n_positions, size, seed=args.seed + 1)
+    test_scan = make_demo_scan(args.n_positions, size, seed=args.seed + 2)
+    backend = BackendRegistry.discover().get("pytorch")
+    data = prepare_training_data(train_scan, config)
+    state = prepare_model_state(train_scan, config)
+    model = backend.build_model(config, state, initial_weights(parameter_specs(config.model), args.seed))
+
+    epochs: list[dict[str, float]] = []
+    started = time.perf_counter()
+    epoch_started = started
+
+    def progress(event) -> None:
+        nonlocal epoch_started
+        if event.stage != "epoch":
+            return
+        now = time.perf_counter()
+        epochs.append({"epoch": event.epoch, "seconds": now - epoch_started, **event.metrics})
+        epoch_started = now
+        if now - started >= args.seconds:
+            raise _TimeUp
+
+    try:
+        backend.train(model, data, config, progress)
+    except _TimeUp:
+        pass
+    training_s = time.perf_counter() - started
+
+    bundle = ModelBundle(manifest=make_manifest("pinn", backend.name, "torch", "bench"), config=config,
+                         weights=model.get_weights(), state=model.state, history=History())
+    started = time.perf_counter()
+    recon = workflow.reconstruct(bundle, test_scan, backend)
+    inference_s = time.perf_counter() - started
+    metrics = evaluate(recon, test_scan.object, test_scan.positions_px)
+
+    channels = config.model.group_size
+    patterns_per_epoch = data.n_train * channels
+    later = [epoch["seconds"] for epoch in epochs[1:]] or [epochs[0]["seconds"]]
+    print(json.dumps({
+        "benchmark": "train_pytorch",
+        "machine": _machine(),
+        "settings": {"pattern_size": size, "n_positions": args.n_positions, "gridsize": args.gridsize,
+                     "n_filters_scale": args.n_filters_scale, "batch_size": args.batch_size,
+                     "device": args.device, "train_groups": data.n_train,
+                     "validation_groups": data.n_validation, "wall_time_budget_s": args.seconds},
+        "epochs": len(epochs),
+        "training_s": training_s,
+        "first_epoch_s": epochs[0]["seconds"],
+        "seconds_per_epoch": sum(later) / len(later),
+        "train_patterns_per_s": patterns_per_epoch / (sum(later) / len(later)),
+        "inference_s": inference_s,
+        "inference_patterns_per_s": test_scan.n_positions * channels / inference_s,
+        "final_train_loss": epochs[-1]["train_loss"],
+        "final_val_loss": epochs[-1].get("val_loss"),
+        "final_learning_rate": epochs[-1]["learning_rate"],
+        "test_scan": {
+            part: {key: metrics[part][key] for key in ("ssim", "psnr", "mae", "frc50")}
+            for part in ("amplitude", "phase")
+        },
+    }, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,425 @@
+"""The physics of docs/physics.md as differentiable PyTorch functions.
+
+Same names, argument order and equations as the numpy reference in
+:mod:`ptychopinn_core.physics` (and as ``ptychopinn_tf.layers``); the tests compare
+each function with the reference to float32 rounding (relative error <= 1e-6).
+
+Conventions
+-----------
+- Batch-first, images in the last two axes ``(..., rows, cols)``; patches
+  ``(B, C, N, N)``; shifts and offsets ``(x, y)`` pixels (x = column, y = row).
+- Complex tensors are ``complex64``, real ones ``float32``.
+- Sampling coordinates are formed in float64, as in the reference, and only the
+  fractional weights are rounded to float32: the bilinear weights are then the same
+  numbers as numpy's, whatever the size of the coordinates.
+- Translation is the explicit gather of :func:`sample_separable` (floor, fractional
+  weights, four corners, zero outside through in-bounds flags); no
+  ``torch.nn.functional.grid_sample``, whose pixel-centre and edge rules differ.
+- Every function works on the device of its inputs; constants (window mask, the
+  divisor of the far field) are made on that device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ptychopinn_core.physics.losses import POISSON_EPS
+from ptychopinn_core.physics.overlap import MERGE_MASK_THRESHOLD
+
+__all__ = [
+    "sample_separable",
+    "translate",
+    "pad_to_full",
+    "central_window_mask",
+    "merge_patches",
+    "extract_from_merged",
+    "enforce_overlap",
+    "illuminate",
+    "far_field",
+    "poisson_nll",
+    "amplitude_mae",
+    "supervised_mae",
+    "complex_combine",
+]
+
+#: dtype of sampling coordinates (rows/cols before floor), as in the numpy reference.
+COORDINATE_DTYPE = torch.float64
+
+
+def _real_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for complex64/float32, float64 for complex128/float64."""
+    return dtype.to_real() if dtype.is_complex else dtype
+
+
+def _corners(coords: torch.Tensor, size: int, real_dtype: torch.dtype):
+    """Gather indices and weights of the two neighbours of each coordinate.
+
+    ``lower = floor(u)``, ``frac = u - lower`` (rounded to ``real_dtype`` after the
+    subtraction), weights ``1 - frac`` and ``frac`` times the in-bounds flag of each
+    neighbour; indices clipped into the image so the gather is always valid.
+    """
+    lower = torch.floor(coords)
+    frac = (coords - lower).to(real_dtype)
+    lower_index = lower.to(torch.int64)
+    upper_index = lower_index + 1
+    in_lower = ((lower_index >= 0) & (lower_index < size)).to(real_dtype)
+    in_upper = ((upper_index >= 0) & (upper_index < size)).to(real_dtype)
+    return (
+        (lower_index.clamp(0, size - 1), (1 - frac) * in_lower),
+        (upper_index.clamp(0, size - 1), frac * in_upper),
+    )
+
+
+def sample_separable(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of images on separable grids, zero outside the image.
+
+    Equation (per batch element ``b``, ``r0 = floor(u)``, ``fr = u - r0``, likewise ``c0``,
+    ``fc`` for the column coordinate ``v``)::
+
+        out[b, i, j] = sum over the four corners (r, c) of w_r * w_c * I~[b, r, c]
+        w_{r0} = 1 - fr, w_{r0+1} = fr, w_{c0} = 1 - fc, w_{c0+1} = fc
+        I~[b, r, c] = I[b, r, c] inside the image, 0 outside
+
+    Corners are accumulated in the reference's order ((r0, c0), (r0, c0+1), (r0+1, c0),
+    (r0+1, c0+1)). Differentiable with respect to ``images`` (the gather's gradient is
+    a scatter-add); the coordinates are not differentiated.
+
+    Parameters
+    ----------
+    images : torch.Tensor, shape (B, H, W) or (H, W), float32 or complex64
+        Images to sample; a 2-D image is shared by every grid of the batch.
+    rows : torch.Tensor, shape (B, Ho), float (float64 recommended)
+        Fractional row coordinate of each output row (0 = first input row).
+    cols : torch.Tensor, shape (B, Wo), float
+        Fractional column coordinate of each output column.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, Ho, Wo), dtype of ``images``
+    """
+    images = torch.as_tensor(images)
+    rows = torch.as_tensor(rows, device=images.device).to(COORDINATE_DTYPE)
+    cols = torch.as_tensor(cols, device=images.device).to(COORDINATE_DTYPE)
+    height, width = images.shape[-2], images.shape[-1]
+    batch, out_rows, out_cols = rows.shape[0], rows.shape[1], cols.shape[1]
+    real_dtype = _real_dtype(images.dtype)
+    out = None
+    for row_index, row_weight in _corners(rows, height, real_dtype):
+        if images.dim() == 2:
+            picked_rows = images[row_index]  # (B, Ho, W)
+        else:
+            picked_rows = torch.gather(images, 1, row_index[:, :, None].expand(batch, out_rows, width))
+        for col_index, col_weight in _corners(cols, width, real_dtype):
+            values = torch.gather(picked_rows, 2, col_index[:, None, :].expand(batch, out_rows, out_cols))
+            term = (row_weight[:, :, None] * col_weight[:, None, :]) * values
+            out = term if out is None else out + term
+    return out
+
+
+def translate(images: torch.Tensor, shifts_xy: torch.Tensor) -> torch.Tensor:
+    """Translate each image by its own sub-pixel shift, bilinear, zero fill.
+
+    Equation: ``out[..., r, c] = I(r - dy, c - dx)``: content moves by ``+dx`` columns
+    and ``+dy`` rows (:func:`sample_separable` rule).
+
+    Parameters
+    ----------
+    images : torch.Tensor, shape (..., H, W), float32 or complex64
+    shifts_xy : torch.Tensor, shape (..., 2), float
+        ``(dx, dy)`` per image in pixels; the leading axes match ``images``.
+
+    Returns
+    -------
+    torch.Tensor, shape (..., H, W), dtype of ``images``
+    """
+    images = torch.as_tensor(images)
+    shifts = torch.as_tensor(shifts_xy, device=images.device).to(COORDINATE_DTYPE)
+    lead = tuple(images.shape[:-2])
+    if tuple(shifts.shape) != lead + (2,):
+        raise ValueError(
+            f"invalid shifts shape: expected {lead + (2,)} for images of shape "
+            f"{tuple(images.shape)}, received shifts_xy.shape={tuple(shifts.shape)}"
+        )
+    height, width = images.shape[-2], images.shape[-1]
+    flat = images.reshape(-1, height, width)
+    shifts = shifts.reshape(-1, 2)
+    rows = torch.arange(height, dtype=COORDINATE_DTYPE, device=images.device)[None, :] - shifts[:, 1:2]
+    cols = torch.arange(width, dtype=COORDINATE_DTYPE, device=images.device)[None, :] - shifts[:, 0:1]
+    return sample_separable(flat, rows, cols).reshape(images.shape)
+
+
+def _check_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"invalid patch size: expected an int, received size={size!r}")
+    if size < 4 or size % 4:
+        raise ValueError(
+            "invalid patch size: expected a positive multiple of 4 (the central window N/2 "
+            f"is padded by N/4 on each side), received size={size}"
+        )
+    return int(size)
+
+
+def pad_to_full(head: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pad network head output from ``N/2 x N/2`` to ``N x N`` (``N/4`` per side).
+
+    Parameters
+    ----------
+    head : torch.Tensor, shape (..., N/2, N/2)
+    size : int
+        ``N``, a multiple of 4.
+
+    Returns
+    -------
+    torch.Tensor, shape (..., N, N), dtype of ``head``
+    """
+    size = _check_size(size)
+    head = torch.as_tensor(head)
+    half, quarter = size // 2, size // 4
+    if head.dim() < 2 or tuple(head.shape[-2:]) != (half, half):
+        raise ValueError(
+            f"invalid head shape: expected (..., {half}, {half}) for size={size}, "
+            f"received head.shape={tuple(head.shape)}"
+        )
+    return torch.nn.functional.pad(head, (quarter, quarter, quarter, quarter))
+
+
+def central_window_mask(size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Ones in the central ``N/2 x N/2`` window, zeros elsewhere.
+
+    ``w[r, c] = 1`` for ``N//4 <= r, c < N//4 + N//2``: exactly the pixels
+    :func:`pad_to_full` fills.
+
+    Parameters
+    ----------
+    size : int
+        ``N``, a multiple of 4.
+    dtype : torch.dtype
+        Real dtype of the mask (default float32).
+
+    Returns
+    -------
+    torch.Tensor, shape (N, N), on the CPU (move it with ``.to(device)``)
+    """
+    size = _check_size(size)
+    mask = torch.zeros((size, size), dtype=dtype)
+    start, stop = size // 4, size // 4 + size // 2
+    mask[start:stop, start:stop] = 1
+    return mask
+
+
+def _check_group_tensors(patches: torch.Tensor, offsets_xy: torch.Tensor) -> None:
+    if patches.dim() != 4 or patches.shape[-1] != patches.shape[-2]:
+        raise ValueError(
+            f"invalid patches shape: expected (B, C, N, N), received patches.shape={tuple(patches.shape)}"
+        )
+    expected = tuple(patches.shape[:2]) + (2,)
+    if tuple(offsets_xy.shape) != expected:
+        raise ValueError(
+            f"invalid offsets shape: expected {expected} for patches of shape "
+            f"{tuple(patches.shape)}, received offsets_xy.shape={tuple(offsets_xy.shape)}"
+        )
+
+
+def merge_patches(patches: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Tensor:
+    """Average a group's windowed patches in the group frame.
+
+    Equation (``T_d`` = :func:`translate` by ``d``, ``w`` = :func:`central_window_mask`,
+    ``t = MERGE_MASK_THRESHOLD = 1e-3``)::
+
+        S = sum_c T_{+offset_c}(w * O_c)
+        W = sum_c T_{+offset_c}(w)
+        merged = where(W > t, S / maximum(W, t), 0)
+
+    The division by ``maximum(W, t)`` keeps the untaken branch of ``where`` finite, so
+    gradients stay finite where no window reaches.
+
+    Parameters
+    ----------
+    patches : torch.Tensor, shape (B, C, N, N), complex64 or float32
+    offsets_xy : torch.Tensor, shape (B, C, 2), float
+        ``offset_c = position_c - centre`` in pixels, ``(x, y)``.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, N, N), dtype of ``patches``
+    """
+    patches = torch.as_tensor(patches)
+    offsets_xy = torch.as_tensor(offsets_xy, device=patches.device)
+    _check_group_tensors(patches, offsets_xy)
+    real_dtype = _real_dtype(patches.dtype)
+    window = central_window_mask(patches.shape[-1], real_dtype).to(patches.device)
+    weights = translate(window.expand(patches.shape), offsets_xy).sum(dim=1)
+    summed = translate(patches * window, offsets_xy).sum(dim=1)
+    threshold = torch.tensor(MERGE_MASK_THRESHOLD, dtype=real_dtype, device=patches.device)
+    quotient = summed / torch.maximum(weights, threshold)
+    return torch.where(weights > threshold, quotient, torch.zeros_like(quotient))
+
+
+def extract_from_merged(merged: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Tensor:
+    """Cut each channel's patch out of its group's merged object.
+
+    Equation: ``O'_c = T_{-offset_c}(merged)``, i.e. ``O'_c[r] = merged(r + offset_c)``.
+
+    Parameters
+    ----------
+    merged : torch.Tensor, shape (B, N, N)
+    offsets_xy : torch.Tensor, shape (B, C, 2), float
+
+    Returns
+    -------
+    torch.Tensor, shape (B, C, N, N), dtype of ``merged`` (not windowed)
+    """
+    merged = torch.as_tensor(merged)
+    offsets_xy = torch.as_tensor(offsets_xy, device=merged.device)
+    if merged.dim() != 3 or merged.shape[-1] != merged.shape[-2]:
+        raise ValueError(f"invalid merged shape: expected (B, N, N), received merged.shape={tuple(merged.shape)}")
+    if offsets_xy.dim() != 3 or offsets_xy.shape[0] != merged.shape[0] or offsets_xy.shape[-1] != 2:
+        raise ValueError(
+            f"invalid offsets shape: expected ({merged.shape[0]}, C, 2) for merged of shape "
+            f"{tuple(merged.shape)}, received offsets_xy.shape={tuple(offsets_xy.shape)}"
+        )
+    channels = offsets_xy.shape[1]
+    stacked = merged[:, None].expand(merged.shape[0], channels, merged.shape[1], merged.shape[2])
+    return translate(stacked, -offsets_xy.to(COORDINATE_DTYPE))
+
+
+def enforce_overlap(patches: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Tensor:
+    """Overlap constraint ``extract_from_merged(merge_patches(patches, offsets), offsets)``.
+
+    Parameters
+    ----------
+    patches : torch.Tensor, shape (B, C, N, N)
+    offsets_xy : torch.Tensor, shape (B, C, 2)
+
+    Returns
+    -------
+    torch.Tensor, shape (B, C, N, N)
+        ``patches`` itself when ``C == 1`` (no grouping, nothing to enforce).
+    """
+    patches = torch.as_tensor(patches)
+    offsets_xy = torch.as_tensor(offsets_xy, device=patches.device)
+    _check_group_tensors(patches, offsets_xy)
+    if patches.shape[1] == 1:
+        return patches
+    return extract_from_merged(merge_patches(patches, offsets_xy), offsets_xy)
+
+
+def illuminate(patches: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
+    """Exit waves ``psi = O * P``, the probe broadcast over the leading axes.
+
+    Parameters
+    ----------
+    patches : torch.Tensor, complex64, shape (..., N, N)
+    probe : torch.Tensor, complex64, shape (N, N)
+    """
+    patches = torch.as_tensor(patches)
+    return patches * torch.as_tensor(probe, device=patches.device).to(patches.dtype)
+
+
+def far_field(psi: torch.Tensor) -> torch.Tensor:
+    """Far-field wave ``F = fftshift(fft2(psi)) / N``, zero frequency at pixel ``N // 2``.
+
+    Unitary (Parseval: ``sum |F|**2 == sum |psi|**2``); FFT and shift act on the last
+    two axes.
+
+    Parameters
+    ----------
+    psi : torch.Tensor, complex64, shape (..., N, N)
+
+    Returns
+    -------
+    torch.Tensor, complex64, shape (..., N, N)
+    """
+    psi = torch.as_tensor(psi)
+    size = psi.shape[-1]
+    spectrum = torch.fft.fftshift(torch.fft.fft2(psi, dim=(-2, -1)), dim=(-2, -1))
+    return spectrum / size
+
+
+def poisson_nll(predicted_intensity: torch.Tensor, observed_intensity: torch.Tensor) -> torch.Tensor:
+    """Poisson negative log-likelihood per pixel, plain mean over every element.
+
+    Equation: ``mean(I_hat - y * log(I_hat + eps))``, ``eps = POISSON_EPS = 1e-6``
+    (the constant ``lgamma(y + 1)`` is dropped, so the loss can be negative).
+
+    Parameters
+    ----------
+    predicted_intensity : torch.Tensor, float32, any shape
+        ``I_hat = (s * A_hat)**2``, photons.
+    observed_intensity : torch.Tensor, float32, same shape
+        ``y = (s * X_n)**2``, photons.
+
+    Returns
+    -------
+    torch.Tensor, float32, shape ()
+    """
+    predicted = torch.as_tensor(predicted_intensity)
+    observed = torch.as_tensor(observed_intensity, device=predicted.device).to(predicted.dtype)
+    return torch.mean(predicted - observed * torch.log(predicted + POISSON_EPS))
+
+
+def amplitude_mae(
+    predicted_amplitude: torch.Tensor, observed_amplitude: torch.Tensor, intensity_scale
+) -> torch.Tensor:
+    """Mean absolute error of scaled amplitudes, ``mean(|s * A_hat - s * X_n|)``.
+
+    Parameters
+    ----------
+    predicted_amplitude : torch.Tensor, float32, any shape
+        ``A_hat``.
+    observed_amplitude : torch.Tensor, float32, same shape
+        ``X_n``.
+    intensity_scale : float or torch.Tensor, shape ()
+        ``s``.
+
+    Returns
+    -------
+    torch.Tensor, float32, shape ()
+    """
+    predicted = torch.as_tensor(predicted_amplitude)
+    observed = torch.as_tensor(observed_amplitude, device=predicted.device).to(predicted.dtype)
+    scale = torch.as_tensor(intensity_scale, device=predicted.device).to(predicted.dtype)
+    return torch.mean(torch.abs(scale * predicted - scale * observed))
+
+
+def _safe_angle(values: torch.Tensor) -> torch.Tensor:
+    """``angle(z)`` with ``angle(0) = 0`` and a zero (not NaN) gradient at ``z = 0``.
+
+    ``angle``'s gradient divides by ``|z|**2``, NaN at the origin; evaluating it at
+    ``1 + 0i`` there (and discarding the value) keeps it finite.
+    """
+    at_origin = values == 0
+    safe = torch.where(at_origin, torch.ones_like(values), values)
+    return torch.where(at_origin, torch.zeros_like(safe.real), torch.angle(safe))
+
+
+def supervised_mae(pred_patches: torch.Tensor, true_patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Amplitude and phase MAE of predicted object patches against ground truth.
+
+    Equations::
+
+        amplitude_mae = mean(| |O_hat| - |Y| |)
+        phase_mae     = mean(| angle(O_hat * conj(Y)) |)      wrapped to (-pi, pi]
+
+    Where either patch is 0 the phase error is ``angle(0) = 0`` (with a zero gradient).
+
+    Parameters
+    ----------
+    pred_patches : torch.Tensor, complex64, any shape
+    true_patches : torch.Tensor, complex64, same shape
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor), float32 scalars
+        ``(amplitude_mae, phase_mae)``, the phase in radians.
+    """
+    predicted = torch.as_tensor(pred_patches)
+    truth = torch.as_tensor(true_patches, device=predicted.device).to(predicted.dtype)
+    amplitude_error = torch.mean(torch.abs(torch.abs(predicted) - torch.abs(truth)))
+    phase_error = torch.mean(torch.abs(_safe_angle(predicted * torch.conj(truth))))
+    return amplitude_error, phase_error
+
+
+def complex_combine(amplitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """``A * exp(i * phi) = A cos(phi) + i A sin(phi)``, complex64 (same shape)."""
+    return torch.complex(amplitude * torch.cos(phase), amplitude * torch.sin(phase))

@@ -1,0 +1,227 @@
+"""The encoder/decoder network of docs/physics.md §4 as a ``torch.nn.Module``.
+
+Built from the core's canonical parameter list
+(:func:`ptychopinn_core.model.parameters.parameter_specs`); the module names are the
+canonical names, so ``encoder.0.conv0`` holds the parameters ``encoder.0.conv0.kernel``
+and ``encoder.0.conv0.bias``. Layouts differ only at the boundary
+(:func:`load_canonical_weights`, :func:`canonical_weights`): canonical kernels are HWIO
+``(kh, kw, in, out)``, torch's are OIHW ``(out, in, kh, kw)``. Both are
+cross-correlations, so the transpose is the whole conversion.
+
+Layers (``N`` pattern side, ``C = gridsize**2``, ``L = log2(N / 8)``):
+
+- encoder block ``i``: conv3x3 'same' (zero padding 1) + bias, ReLU, conv3x3 + ReLU,
+  max-pool 2x2 stride 2;
+- decoders ``amplitude`` and ``phase``, ``L - 1`` up-blocks each: conv3x3 + ReLU,
+  conv3x3 + ReLU, nearest-neighbour upsample x2;
+- heads: conv3x3 to ``C`` channels, amplitude activation from
+  ``model.amp_activation`` (sigmoid | softplus | relu | swish = ``x * sigmoid(x)``),
+  phase ``pi * tanh``.
+
+Input ``(B, C, N, N)`` float32 normalised amplitudes; output amplitude and phase maps
+``(B, C, N/2, N/2)`` (the physics pads them to ``N``). Channel-first is torch's own
+layout, so no transpose is needed at the input or output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from ptychopinn_core.config import ModelConfig
+from ptychopinn_core.model.parameters import (
+    KERNEL_SIZE,
+    PARAMETER_DTYPE,
+    decoder_filters,
+    encoder_filters,
+    parameter_specs,
+    validate_weights,
+)
+
+__all__ = ["PinnNetwork", "load_canonical_weights", "canonical_weights"]
+
+#: Canonical suffix of a conv kernel and its torch attribute.
+_KERNEL_SUFFIX, _TORCH_KERNEL = "kernel", "weight"
+#: HWIO (canonical) -> OIHW (torch), and back.
+_TO_TORCH, _TO_CANONICAL = (3, 2, 0, 1), (2, 3, 1, 0)
+
+
+def _conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    # 'same' for a 3x3 kernel: one zero pixel on each side, as Keras' padding="same".
+    return nn.Conv2d(in_channels, out_channels, KERNEL_SIZE, padding=KERNEL_SIZE // 2, bias=True)
+
+
+def _amplitude_activation(name: str):
+    activations = {
+        "sigmoid": torch.sigmoid,
+        "softplus": nn.functional.softplus,
+        "relu": torch.relu,
+        "swish": lambda values: values * torch.sigmoid(values),
+    }
+    if name not in activations:
+        raise ValueError(
+            f"invalid amp_activation: expected one of {sorted(activations)}, received amp_activation={name!r}"
+        )
+    return activations[name]
+
+
+class _Block(nn.Module):
+    """Two conv3x3 + ReLU layers (``conv0``, ``conv1``) followed by a resampling step."""
+
+    def __init__(self, in_channels: int, filters: int, resample) -> None:
+        super().__init__()
+        self.conv0 = _conv(in_channels, filters)
+        self.conv1 = _conv(filters, filters)
+        self._resample = resample
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        values = torch.relu(self.conv0(values))
+        values = torch.relu(self.conv1(values))
+        return self._resample(values)
+
+
+def _max_pool(values: torch.Tensor) -> torch.Tensor:
+    return nn.functional.max_pool2d(values, kernel_size=2, stride=2)
+
+
+def _upsample(values: torch.Tensor) -> torch.Tensor:
+    # Nearest neighbour by an integer factor: every pixel repeated 2 x 2, exactly.
+    return values.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+
+
+class PinnNetwork(nn.Module):
+    """Encoder, two decoders and two heads (docs/physics.md §4).
+
+    Parameters
+    ----------
+    model_config : ModelConfig
+        ``pattern_size``, ``gridsize``, ``n_filters_scale``, ``amp_activation``;
+        ``intensity_scale_trainable`` adds the scalar parameter ``log_intensity_scale``
+        (a canonical parameter, used by the physics, not by :meth:`forward`).
+    name : str
+        A label for the module (as ``ptychopinn_tf``'s ``tf.Module`` name).
+
+    Attributes
+    ----------
+    encoder : nn.ModuleList of encoder blocks
+    decoder_amplitude, decoder_phase : nn.ModuleList of up-blocks (empty for N = 16)
+    head_amplitude, head_phase : nn.Conv2d
+    log_intensity_scale : nn.Parameter, shape (), or None
+    """
+
+    def __init__(self, model_config: ModelConfig, name: str = "pinn_network") -> None:
+        super().__init__()
+        self.name = name
+        self.model_config = model_config
+        channels = model_config.group_size
+        previous = channels
+        encoder = []
+        for filters in encoder_filters(model_config):
+            encoder.append(_Block(previous, filters, _max_pool))
+            previous = filters
+        self.encoder = nn.ModuleList(encoder)
+        bottleneck = previous
+        decoders = {}
+        for branch in ("amplitude", "phase"):
+            previous = bottleneck
+            blocks = []
+            for filters in decoder_filters(model_config):
+                blocks.append(_Block(previous, filters, _upsample))
+                previous = filters
+            decoders[branch] = nn.ModuleList(blocks)
+        self.decoder_amplitude = decoders["amplitude"]
+        self.decoder_phase = decoders["phase"]
+        self.head_amplitude = _conv(previous, channels)
+        self.head_phase = _conv(previous, channels)
+        if model_config.intensity_scale_trainable:
+            self.log_intensity_scale = nn.Parameter(torch.zeros((), dtype=torch.float32))
+        else:
+            self.log_intensity_scale = None
+        self._amplitude_activation = _amplitude_activation(model_config.amp_activation)
+
+    def forward(self, diffraction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Amplitude and phase maps of the central window.
+
+        Parameters
+        ----------
+        diffraction : torch.Tensor, float32, shape (B, C, N, N)
+            Normalised amplitudes ``X_n``.
+
+        Returns
+        -------
+        amplitude, phase : torch.Tensor, float32, shape (B, C, N/2, N/2)
+            ``A = activation(head_amplitude(...))`` and ``phi = pi * tanh(head_phase(...))``.
+        """
+        features = diffraction
+        for block in self.encoder:
+            features = block(features)
+        amplitude = features
+        for block in self.decoder_amplitude:
+            amplitude = block(amplitude)
+        phase = features
+        for block in self.decoder_phase:
+            phase = block(phase)
+        amplitude = self._amplitude_activation(self.head_amplitude(amplitude))
+        phase = math.pi * torch.tanh(self.head_phase(phase))
+        return amplitude, phase
+
+
+def _torch_name(canonical_name: str) -> str:
+    """Torch parameter name of a canonical parameter (``.kernel`` -> ``.weight``)."""
+    prefix, _, suffix = canonical_name.rpartition(".")
+    return f"{prefix}.{_TORCH_KERNEL}" if suffix == _KERNEL_SUFFIX else canonical_name
+
+
+def load_canonical_weights(network: PinnNetwork, weights: Mapping[str, np.ndarray]) -> None:
+    """Copy canonical weights into ``network`` (kernels HWIO -> OIHW).
+
+    Parameters
+    ----------
+    network : PinnNetwork
+    weights : Mapping[str, ndarray]
+        Exactly the names, shapes and float32 dtype of
+        ``parameter_specs(network.model_config)``.
+
+    Raises
+    ------
+    ValueError
+        (:class:`~ptychopinn_core.model.parameters.WeightsError`) naming the parameter
+        that does not fit; nothing is copied then.
+    """
+    specs = parameter_specs(network.model_config)
+    checked = validate_weights(weights, specs, "PinnNetwork weights")
+    parameters = dict(network.named_parameters())
+    with torch.no_grad():
+        for spec in specs:
+            value = torch.from_numpy(np.array(checked[spec.name], dtype=PARAMETER_DTYPE, copy=True))
+            if spec.kind == "conv_kernel":
+                value = value.permute(_TO_TORCH)
+            parameters[_torch_name(spec.name)].copy_(value)
+
+
+def canonical_weights(network: PinnNetwork) -> dict[str, np.ndarray]:
+    """The network's weights in canonical names and layout (kernels OIHW -> HWIO).
+
+    Parameters
+    ----------
+    network : PinnNetwork
+
+    Returns
+    -------
+    dict of str to ndarray, float32
+        In the order of ``parameter_specs(network.model_config)``; fresh copies
+        (changing them does not change the network).
+    """
+    parameters = dict(network.named_parameters())
+    weights: dict[str, np.ndarray] = {}
+    for spec in parameter_specs(network.model_config):
+        value = parameters[_torch_name(spec.name)].detach()
+        if spec.kind == "conv_kernel":
+            value = value.permute(_TO_CANONICAL)
+        weights[spec.name] = np.array(value.cpu().numpy(), dtype=PARAMETER_DTYPE, copy=True, order="C")
+    return weights
+
