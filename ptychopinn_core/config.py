@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -221,7 +222,7 @@ class Config(_Section):
                     f"{source}: unknown config key {dotted!r}; allowed keys in "
                     f"[{section}]: {', '.join(values[section])}"
                 )
-            values[section][key] = _parse_value(raw)
+            values[section][key] = _parse_value(raw, _accepts_none(section, key))
         return self.from_dict(values, source=source)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -240,10 +241,17 @@ def parse_assignments(assignments: list[str] | tuple[str, ...]) -> dict[str, str
     return parsed
 
 
-def _parse_value(raw: Any) -> Any:
+def _accepts_none(section: str, key: str) -> bool:
+    annotation = type(getattr(Config(), section)).model_fields[key].annotation
+    return type(None) in typing.get_args(annotation)
+
+
+def _parse_value(raw: Any, accepts_none: bool = True) -> Any:
     if not isinstance(raw, str):
         return raw
-    if raw.strip().lower() in {"none", "null"}:
+    # "none" clears an optional key; for a key whose values include the word (a
+    # choice like logger = "none") it stays text.
+    if accepts_none and raw.strip().lower() in {"none", "null"}:
         return None
     try:
         return tomllib.loads(f"value = {raw}")["value"]

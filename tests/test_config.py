@@ -108,3 +108,9 @@ def test_set_assignments_are_parsed_strictly():
     }
     with pytest.raises(ConfigError, match="expected section.key=value"):
         parse_assignments(["training.epochs"])
+
+
+def test_none_clears_optionals_but_stays_a_word_where_it_is_a_choice():
+    config = Config().with_overrides({"execution.logger": "none", "data.n_groups": "none"})
+    assert config.execution.logger == "none"
+    assert config.data.n_groups is None

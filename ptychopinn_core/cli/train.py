@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -74,6 +75,8 @@ def train_command(
     quiet = is_quiet()
     with progress_display(f"training ({backend.name})", quiet=quiet) as show:
         bundle = workflow.train(scan, config, backend, progress=show)
+    if not _is_primary_process():
+        return  # distributed training: every rank holds the same model; rank 0 writes it
     write_bundle(out_path, bundle)
     if not quiet:
         summary = bundle.history.summary()
@@ -88,3 +91,8 @@ def train_command(
         with progress_display("reconstructing test scan", quiet=quiet) as show:
             recon = workflow.reconstruct(bundle, test_scan, backend, progress=show)
         print_metrics(evaluate(recon, test_scan.object, test_scan.positions_px), f"{test_path.name} after training")
+
+
+def _is_primary_process() -> bool:
+    """False in the extra processes of a distributed run (Lightning DDP, SLURM tasks)."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))

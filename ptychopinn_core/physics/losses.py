@@ -104,7 +104,9 @@ def supervised_mae(pred_patches: np.ndarray, true_patches: np.ndarray) -> tuple[
     truth = np.asarray(true_patches)
     _check_same_shape(predicted, truth, "patch")
     amplitude_error = float(np.mean(np.abs(np.abs(predicted) - np.abs(truth))))
-    phase_error = float(np.mean(np.abs(np.angle(predicted * np.conj(truth)))))
+    product = predicted * np.conj(truth)
+    # np.angle(-0.0 + 0j) is pi, not 0: define the error of an empty pixel explicitly.
+    phase_error = float(np.mean(np.abs(np.where(product == 0, 0.0, np.angle(product)))))
     return amplitude_error, phase_error
 
 
