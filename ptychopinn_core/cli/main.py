@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from dataclasses import dataclass
 
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; errors become one line on stderr and a non-zero exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    # TensorFlow's C++ start-up chatter (INFO/WARNING) on stderr would bury our one-line
+    # errors; its own errors still show. A user's explicit setting wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         result = cli.main(args=args, prog_name="ptychopinn", standalone_mode=False)
     except click.exceptions.Exit as stop:
