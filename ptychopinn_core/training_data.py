@@ -36,6 +36,7 @@ from ptychopinn_core.physics.normalization import amplitude_normalisation, inten
 from ptychopinn_core.physics.probe_model import circular_probe_mask, normalise_probe
 
 __all__ = [
+    "check_model_inputs",
     "SPLIT_SPAWN_KEY",
     "EPOCH_SPAWN_KEY",
     "InferenceChunk",
@@ -452,3 +453,36 @@ def _inference_chunks(scan: ScanData, groups: Groups, a: float, groups_per_chunk
             group_ids=group_ids,
             amplitude_normalisation=a,
         )
+
+
+def check_model_inputs(
+    diffraction: np.ndarray, offsets_xy: np.ndarray, pattern_size: int, group_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """float32 views/copies of a model's inputs after checking their shapes.
+
+    Every backend's ``BackendModel.predict``/``forward`` takes the arrays of an
+    :class:`InferenceChunk` (or :meth:`TrainingData.gather`); checking them here gives
+    every backend the same error for the same mistake.
+
+    Parameters
+    ----------
+    diffraction : ndarray, shape (B, C, N, N)
+        Normalised amplitudes.
+    offsets_xy : ndarray, shape (B, C, 2)
+    pattern_size, group_size : int
+        N and C of the model.
+    """
+    diffraction = np.asarray(diffraction, dtype=np.float32)
+    offsets_xy = np.asarray(offsets_xy, dtype=np.float32)
+    size, channels = pattern_size, group_size
+    if diffraction.ndim != 4 or diffraction.shape[1:] != (channels, size, size):
+        raise ValueError(
+            f"invalid diffraction shape: expected (B, {channels}, {size}, {size}), "
+            f"received diffraction.shape={diffraction.shape}"
+        )
+    if offsets_xy.shape != diffraction.shape[:2] + (2,):
+        raise ValueError(
+            f"invalid offsets shape: expected {diffraction.shape[:2] + (2,)}, "
+            f"received offsets_xy.shape={offsets_xy.shape}"
+        )
+    return diffraction, offsets_xy

@@ -37,6 +37,7 @@ from ptychopinn_core.backends.contract import ForwardResult
 from ptychopinn_core.config import Config, ExecutionConfig
 from ptychopinn_core.model.state import ModelState
 from ptychopinn_core.physics.probe_model import circular_probe_mask
+from ptychopinn_core.training_data import check_model_inputs
 from ptychopinn_tf import layers
 from ptychopinn_tf.network import PinnNetwork, canonical_weights, load_canonical_weights
 
@@ -233,19 +234,7 @@ class PinnModel:
 
     def check_inputs(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """float32 copies of the inputs after checking ``(B, C, N, N)`` and ``(B, C, 2)``."""
-        size, channels = self.pattern_size, self.group_size
-        diffraction = np.asarray(diffraction, dtype=np.float32)
-        offsets_xy = np.asarray(offsets_xy, dtype=np.float32)
-        if diffraction.ndim != 4 or diffraction.shape[1:] != (channels, size, size):
-            raise ValueError(
-                f"invalid diffraction shape: expected (B, {channels}, {size}, {size}), "
-                f"received diffraction.shape={diffraction.shape}"
-            )
-        if offsets_xy.shape != diffraction.shape[:2] + (2,):
-            raise ValueError(
-                f"invalid offsets shape: expected {diffraction.shape[:2] + (2,)}, "
-                f"received offsets_xy.shape={offsets_xy.shape}"
-            )
+        diffraction, offsets_xy = check_model_inputs(diffraction, offsets_xy, self.pattern_size, self.group_size)
         return diffraction, offsets_xy
 
     def input_signature(self) -> list[tf.TensorSpec]:

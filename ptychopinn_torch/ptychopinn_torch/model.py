@@ -40,6 +40,7 @@ from ptychopinn_core.config import Config, ExecutionConfig
 from ptychopinn_core.model.parameters import parameter_specs
 from ptychopinn_core.model.state import ModelState
 from ptychopinn_core.physics.probe_model import circular_probe_mask
+from ptychopinn_core.training_data import check_model_inputs
 from ptychopinn_torch import layers
 from ptychopinn_torch.network import PinnNetwork, _torch_name, canonical_weights, load_canonical_weights
 
@@ -207,19 +208,8 @@ class PinnModel:
             ``diffraction`` is not ``(B, C, N, N)`` for this model or ``offsets_xy`` not
             ``(B, C, 2)``.
         """
-        size, channels = self.config.model.pattern_size, self.config.model.group_size
-        diffraction = np.asarray(diffraction, dtype=np.float32)
-        offsets_xy = np.asarray(offsets_xy, dtype=np.float32)
-        if diffraction.ndim != 4 or diffraction.shape[1:] != (channels, size, size):
-            raise ValueError(
-                f"invalid diffraction shape: expected (B, {channels}, {size}, {size}), "
-                f"received diffraction.shape={diffraction.shape}"
-            )
-        if offsets_xy.shape != diffraction.shape[:2] + (2,):
-            raise ValueError(
-                f"invalid offsets shape: expected {diffraction.shape[:2] + (2,)}, "
-                f"received offsets_xy.shape={offsets_xy.shape}"
-            )
+        model = self.config.model
+        diffraction, offsets_xy = check_model_inputs(diffraction, offsets_xy, model.pattern_size, model.group_size)
         device = self._module_device()
         return torch.from_numpy(diffraction.copy()).to(device), torch.from_numpy(offsets_xy.copy()).to(device)
 

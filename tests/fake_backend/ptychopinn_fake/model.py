@@ -41,6 +41,7 @@ from ptychopinn_core.physics import (
     poisson_nll,
     translate,
 )
+from ptychopinn_core.training_data import check_model_inputs
 
 __all__ = ["ConstantPatchModel", "NumpyPhysicsOps", "train"]
 
@@ -124,19 +125,8 @@ class ConstantPatchModel:
         return ForwardResult(patches=patches, amplitude=amplitude)
 
     def _check_inputs(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        size, channels = self.config.model.pattern_size, self.config.model.group_size
-        diffraction = np.asarray(diffraction, dtype=np.float32)
-        offsets_xy = np.asarray(offsets_xy, dtype=np.float32)
-        if diffraction.ndim != 4 or diffraction.shape[1:] != (channels, size, size):
-            raise ValueError(
-                f"invalid diffraction shape: expected (B, {channels}, {size}, {size}), "
-                f"received diffraction.shape={diffraction.shape}"
-            )
-        if offsets_xy.shape != diffraction.shape[:2] + (2,):
-            raise ValueError(
-                f"invalid offsets shape: expected {diffraction.shape[:2] + (2,)}, "
-                f"received offsets_xy.shape={offsets_xy.shape}"
-            )
+        model = self.config.model
+        diffraction, offsets_xy = check_model_inputs(diffraction, offsets_xy, model.pattern_size, model.group_size)
         return diffraction, offsets_xy
 
 
