@@ -153,8 +153,10 @@ class ExecutionConfig(_Section):
     strategy: Literal["auto", "single", "mirrored", "ddp"] = Field(
         "auto", description="Distribution strategy: mirrored (TensorFlow), ddp (Lightning)."
     )
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = Field(
-        "32", description="Numeric precision of training."
+    precision: Literal["32", "64", "bf16-mixed", "16-mixed"] = Field(
+        "32",
+        description="Numeric precision: 32 (float32), 64 (float64 throughout: slow, for "
+        "parity and numerical checks), bf16-mixed / 16-mixed (network only, physics stays 32).",
     )
     workers: int = Field(0, ge=0, description="Data-loading worker processes.")
     deterministic: bool = Field(
@@ -169,6 +171,12 @@ class ExecutionConfig(_Section):
     logger: Literal["csv", "tensorboard", "mlflow", "none"] = Field(
         "csv", description="Metrics logger in run_dir (tensorboard/mlflow only if installed)."
     )
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        """``--set execution.precision=64`` parses as the integer 64; the names are text."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class Config(_Section):

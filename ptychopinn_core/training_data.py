@@ -37,6 +37,7 @@ from ptychopinn_core.physics.probe_model import circular_probe_mask, normalise_p
 
 __all__ = [
     "check_model_inputs",
+    "compute_dtypes",
     "SPLIT_SPAWN_KEY",
     "EPOCH_SPAWN_KEY",
     "InferenceChunk",
@@ -455,10 +456,32 @@ def _inference_chunks(scan: ScanData, groups: Groups, a: float, groups_per_chunk
         )
 
 
+def compute_dtypes(precision: str) -> tuple[np.dtype, np.dtype]:
+    """Real and complex dtypes a model computes its physics in for ``execution.precision``.
+
+    ``"64"`` runs everything in float64/complex128 (parity and numerical checks: ReLU
+    pre-activations then never straddle zero by rounding, see docs/parity.md); every
+    other precision keeps the physics in float32/complex64 (mixed precisions change
+    only the network's matrix products).
+
+    Returns
+    -------
+    (numpy.dtype, numpy.dtype)
+        ``(float64, complex128)`` or ``(float32, complex64)``.
+    """
+    if precision == "64":
+        return np.dtype(np.float64), np.dtype(np.complex128)
+    return np.dtype(np.float32), np.dtype(np.complex64)
+
+
 def check_model_inputs(
-    diffraction: np.ndarray, offsets_xy: np.ndarray, pattern_size: int, group_size: int
+    diffraction: np.ndarray,
+    offsets_xy: np.ndarray,
+    pattern_size: int,
+    group_size: int,
+    dtype: np.dtype | type = np.float32,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """float32 views/copies of a model's inputs after checking their shapes.
+    """``dtype`` views/copies of a model's inputs after checking their shapes.
 
     Every backend's ``BackendModel.predict``/``forward`` takes the arrays of an
     :class:`InferenceChunk` (or :meth:`TrainingData.gather`); checking them here gives
@@ -471,9 +494,11 @@ def check_model_inputs(
     offsets_xy : ndarray, shape (B, C, 2)
     pattern_size, group_size : int
         N and C of the model.
+    dtype : numpy dtype
+        The model's real compute dtype (:func:`compute_dtypes`), float32 by default.
     """
-    diffraction = np.asarray(diffraction, dtype=np.float32)
-    offsets_xy = np.asarray(offsets_xy, dtype=np.float32)
+    diffraction = np.asarray(diffraction, dtype=dtype)
+    offsets_xy = np.asarray(offsets_xy, dtype=dtype)
     size, channels = pattern_size, group_size
     if diffraction.ndim != 4 or diffraction.shape[1:] != (channels, size, size):
         raise ValueError(

@@ -46,7 +46,7 @@ ALLOWED_MODES = frozenset({"pinn", "supervised"})
 #: Device kinds a backend may support (``config.execution.device`` without "auto").
 ALLOWED_DEVICES = frozenset({"cpu", "gpu"})
 #: Numeric precisions a backend may support (``config.execution.precision``).
-ALLOWED_PRECISIONS = frozenset({"32", "bf16-mixed", "16-mixed"})
+ALLOWED_PRECISIONS = frozenset({"32", "64", "bf16-mixed", "16-mixed"})
 #: A canonical backend name: lower case letters and digits. No "_" because Ptychodus
 #: joins library and reconstructor names with "_" (ptychodus.md), no "-" to keep one
 #: spelling per backend.
@@ -361,6 +361,29 @@ class BackendModel(Protocol):
 
     def forward(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> ForwardResult:
         """Patches and predicted amplitude (arguments as :meth:`predict`)."""
+        ...
+
+    def loss_and_gradients(
+        self, diffraction: np.ndarray, offsets_xy: np.ndarray, truth: np.ndarray | None = None
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """The training loss of one batch and its gradient for every canonical parameter.
+
+        What the parity report compares between backends (:mod:`ptychopinn_core.parity`).
+
+        Parameters
+        ----------
+        diffraction, offsets_xy : ndarray
+            As :meth:`predict`.
+        truth : ndarray, complex, shape (B, C, N, N), optional
+            Ground-truth patches; supervised mode only.
+
+        Returns
+        -------
+        (float, dict of str to ndarray)
+            The loss and ``d loss / d parameter`` keyed by canonical name, in the
+            canonical layout, in the model's real dtype; zeros where the loss does not
+            depend on a parameter.
+        """
         ...
 
 

@@ -317,7 +317,7 @@ class Backend:
         if not isinstance(model, BackendModel):
             raise TypeError(
                 f"backend {self.name!r}: ptychopinn_build_model must return a BackendModel "
-                f"(get_weights, set_weights, predict, forward, state), received {type(model).__name__}"
+                f"(get_weights, set_weights, predict, forward, loss_and_gradients, state), received {type(model).__name__}"
             )
         return model
 

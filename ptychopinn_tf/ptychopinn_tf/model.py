@@ -37,7 +37,7 @@ from ptychopinn_core.backends.contract import ForwardResult
 from ptychopinn_core.config import Config, ExecutionConfig
 from ptychopinn_core.model.state import ModelState
 from ptychopinn_core.physics.probe_model import circular_probe_mask
-from ptychopinn_core.training_data import check_model_inputs
+from ptychopinn_core.training_data import check_model_inputs, compute_dtypes
 from ptychopinn_tf import layers
 from ptychopinn_tf.network import PinnNetwork, canonical_weights, load_canonical_weights
 
@@ -106,18 +106,19 @@ class PinnModel:
         # Exact float32 matrix products on GPUs (no TF32 rounding of conv inputs).
         tf.config.experimental.enable_tensor_float_32_execution(False)
         self.config = config
+        self.real_dtype, self.complex_dtype = compute_dtypes(config.execution.precision)
         self.pattern_size = size
         self.group_size = config.model.group_size
         self.device = None if tf.distribute.has_strategy() else select_device(config.execution)
         probe_trainable = config.model.probe_trainable
         with self.placement():
-            self.network = PinnNetwork(config.model)
+            self.network = PinnNetwork(config.model, dtype=tf.as_dtype(self.real_dtype))
             load_canonical_weights(self.network, weights)
-            probe = np.asarray(state.probe, dtype=np.complex64)
+            probe = np.asarray(state.probe, dtype=self.complex_dtype)
             self._probe_real = tf.Variable(probe.real, trainable=probe_trainable, name="probe_real")
             self._probe_imag = tf.Variable(probe.imag, trainable=probe_trainable, name="probe_imag")
-            self._intensity_scale = tf.constant(state.intensity_scale, dtype=tf.float32)
-        mask = circular_probe_mask(size, dtype=np.float32) if (probe_trainable and state.probe_mask) else None
+            self._intensity_scale = tf.constant(state.intensity_scale, dtype=tf.as_dtype(self.real_dtype))
+        mask = circular_probe_mask(size, dtype=self.real_dtype) if (probe_trainable and state.probe_mask) else None
         self._probe_mask = mask
         self._state = state
         self._forward_function = None
@@ -165,7 +166,7 @@ class PinnModel:
                 f"invalid state: the intensity scale is fixed at build time ({self._state.intensity_scale}), "
                 f"received state.intensity_scale={state.intensity_scale}"
             )
-        probe = np.asarray(state.probe, dtype=np.complex64)
+        probe = np.asarray(state.probe, dtype=self.complex_dtype)
         self._probe_real.assign(probe.real)
         self._probe_imag.assign(probe.imag)
         self._state = state
@@ -222,7 +223,7 @@ class PinnModel:
         _, amplitude = self.forward_tensors(diffraction, offsets_xy)
         observed = self._intensity_scale * diffraction
         predicted = self.intensity_scale() * amplitude
-        total = tf.constant(0.0, dtype=tf.float32)
+        total = tf.constant(0.0, dtype=amplitude.dtype)
         if training.nll_weight:
             total += training.nll_weight * layers.poisson_nll(tf.square(predicted), tf.square(observed))
         if training.mae_weight:
@@ -233,16 +234,18 @@ class PinnModel:
     # -- numpy interface (BackendModel) ----------------------------------------------
 
     def check_inputs(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """float32 copies of the inputs after checking ``(B, C, N, N)`` and ``(B, C, 2)``."""
-        diffraction, offsets_xy = check_model_inputs(diffraction, offsets_xy, self.pattern_size, self.group_size)
+        """Copies of the inputs in the model's real dtype after checking ``(B, C, N, N)`` and ``(B, C, 2)``."""
+        diffraction, offsets_xy = check_model_inputs(
+            diffraction, offsets_xy, self.pattern_size, self.group_size, self.real_dtype
+        )
         return diffraction, offsets_xy
 
     def input_signature(self) -> list[tf.TensorSpec]:
         """Shape-polymorphic (any batch size) signature of ``(diffraction, offsets_xy)``."""
         size, channels = self.pattern_size, self.group_size
         return [
-            tf.TensorSpec((None, channels, size, size), tf.float32, name="diffraction"),
-            tf.TensorSpec((None, channels, 2), tf.float32, name="offsets_xy"),
+            tf.TensorSpec((None, channels, size, size), tf.as_dtype(self.real_dtype), name="diffraction"),
+            tf.TensorSpec((None, channels, 2), tf.as_dtype(self.real_dtype), name="offsets_xy"),
         ]
 
     def predict(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
@@ -268,19 +271,19 @@ class PinnModel:
         Returns
         -------
         loss : float
-        gradients : dict of str to ndarray, float32
+        gradients : dict of str to ndarray, the model's real dtype (float32; float64 at precision "64")
             Keyed by canonical name, canonical (HWIO) layout, in spec order; zeros for a
             parameter the loss does not depend on (e.g. ``log_intensity_scale`` in
             supervised mode).
         """
         diffraction, offsets_xy = self.check_inputs(diffraction, offsets_xy)
-        truth_tensor = None if truth is None else tf.constant(np.asarray(truth, dtype=np.complex64))
+        truth_tensor = None if truth is None else tf.constant(np.asarray(truth, dtype=self.complex_dtype))
         variables = self.network.variables_by_name
         with self.placement():
             with tf.GradientTape() as tape:
                 loss = self.loss(tf.constant(diffraction), tf.constant(offsets_xy), truth_tensor)
             gradients = tape.gradient(loss, list(variables.values()))
         return float(loss.numpy()), {
-            name: (np.zeros(variable.shape, np.float32) if gradient is None else gradient.numpy().astype(np.float32))
+            name: (np.zeros(variable.shape, self.real_dtype) if gradient is None else gradient.numpy().astype(self.real_dtype))
             for (name, variable), gradient in zip(variables.items(), gradients)
         }

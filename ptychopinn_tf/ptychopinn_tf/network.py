@@ -72,26 +72,29 @@ class PinnNetwork(tf.Module):
         ``intensity_scale_trainable`` (which adds the scalar ``log_intensity_scale``; the
         network holds it so that :func:`canonical_weights` is the complete canonical
         list, but only the model's loss reads it).
+    dtype : tf.DType
+        float32 (default) or float64 (``execution.precision = "64"``).
 
     Attributes
     ----------
     specs : tuple of ParameterSpec
         The canonical parameter list, in forward order.
     variables_by_name : dict of str to tf.Variable
-        One float32 variable per canonical parameter, in the canonical layout;
+        One ``dtype`` variable per canonical parameter, in the canonical layout;
         created zero, load values with :func:`load_canonical_weights`.
     """
 
-    def __init__(self, model_config: ModelConfig, name: str = "pinn_network") -> None:
+    def __init__(self, model_config: ModelConfig, name: str = "pinn_network", dtype: tf.DType = tf.float32) -> None:
         super().__init__(name=name)
         if not isinstance(model_config, ModelConfig):
             raise TypeError(f"invalid model_config: expected a ModelConfig, received {type(model_config).__name__}")
         self.model_config = model_config
+        self.dtype = tf.as_dtype(dtype)
         self.specs = parameter_specs(model_config)
         self._layers = [layer for layer in describe_architecture(model_config) if layer["op"] not in _MODEL_OPS]
         with self.name_scope:
             self.variables_by_name = {
-                spec.name: tf.Variable(tf.zeros(spec.shape, dtype=tf.float32), name=spec.name, trainable=True)
+                spec.name: tf.Variable(tf.zeros(spec.shape, dtype=self.dtype), name=spec.name, trainable=True)
                 for spec in self.specs
             }
 
@@ -105,15 +108,16 @@ class PinnNetwork(tf.Module):
 
         Parameters
         ----------
-        diffraction : tf.Tensor, float32, shape (B, C, N, N)
-            Normalised amplitudes ``X_n`` of each group (channels = the group's patterns).
+        diffraction : tf.Tensor, shape (B, C, N, N)
+            Normalised amplitudes ``X_n`` of each group (channels = the group's patterns),
+            cast to the network's dtype.
 
         Returns
         -------
-        amplitude, phase : tf.Tensor, float32, shape (B, C, N/2, N/2)
+        amplitude, phase : tf.Tensor, the network's dtype, shape (B, C, N/2, N/2)
             Head outputs after their activations (phase in ``(-pi, pi)``).
         """
-        outputs = {"diffraction": tf.transpose(tf.convert_to_tensor(diffraction, tf.float32), [0, 2, 3, 1])}
+        outputs = {"diffraction": tf.transpose(tf.cast(diffraction, self.dtype), [0, 2, 3, 1])}
         for layer in self._layers:
             values = outputs[layer["inputs"][0]]
             op = layer["op"]
@@ -150,7 +154,8 @@ def load_canonical_weights(network: PinnNetwork, weights: Mapping[str, np.ndarra
     """
     checked = validate_weights(weights, network.specs, "PinnNetwork weights")
     for name, value in checked.items():
-        network.variables_by_name[name].assign(value)
+        variable = network.variables_by_name[name]
+        variable.assign(value.astype(variable.dtype.as_numpy_dtype, copy=False))
 
 
 def canonical_weights(network: PinnNetwork) -> dict[str, np.ndarray]:

@@ -35,7 +35,7 @@ def ptychopinn_backend_info() -> BackendInfo:
             modes={"pinn", "supervised"},
             devices={"cpu", "gpu"},
             strategies={"single", "mirrored"},
-            precisions={"32"},
+            precisions={"32", "64"},
             pattern_sizes=(16, 32, 64, 128, 256),
             gridsizes=(1, 2),
         ),

@@ -138,14 +138,15 @@ def _mirrored_step(worker: PinnModel, optimizer, strategy: tf.distribute.Strateg
 
     def replica_step(global_batch, diffraction, offsets_xy, truth=None):
         local_batch = tf.shape(diffraction)[0]
-        share = tf.cast(local_batch, tf.float32) / tf.cast(global_batch, tf.float32)
+        dtype = tf.as_dtype(worker.real_dtype)
+        share = tf.cast(local_batch, dtype) / tf.cast(global_batch, dtype)
         with tf.GradientTape() as tape:
             # A replica whose part is empty (batch < replicas) contributes exactly 0; the
             # network is not run on it (convolutions of an empty batch are not safe on CPU).
             loss = tf.cond(
                 local_batch > 0,
                 lambda: worker.loss(diffraction, offsets_xy, truth) * share,
-                lambda: tf.constant(0.0, tf.float32),
+                lambda: tf.constant(0.0, dtype),
             )
         gradients = _nonzero_gradients(tape.gradient(loss, variables), variables)
         optimizer.apply_gradients(zip(gradients, variables))  # sums the replicas' gradients
@@ -175,15 +176,17 @@ def _signature(worker: PinnModel, supervised: bool) -> list[tf.TensorSpec]:
     signature = worker.input_signature()
     if supervised:
         size, channels = worker.pattern_size, worker.group_size
-        signature.append(tf.TensorSpec((None, channels, size, size), tf.complex64, name="truth"))
+        signature.append(tf.TensorSpec((None, channels, size, size), tf.as_dtype(worker.complex_dtype), name="truth"))
     return signature
 
 
-def _batch_inputs(data, group_ids: np.ndarray, supervised: bool) -> tuple[np.ndarray, ...]:
+def _batch_inputs(worker: PinnModel, data, group_ids: np.ndarray, supervised: bool) -> tuple[np.ndarray, ...]:
+    """One batch as the model's dtypes (float32/complex64, or float64/complex128 at precision "64")."""
     diffraction, offsets_xy = data.gather(group_ids)
+    inputs = [diffraction.astype(worker.real_dtype, copy=False), offsets_xy.astype(worker.real_dtype, copy=False)]
     if supervised:
-        return diffraction, offsets_xy, data.gather_truth(group_ids).astype(np.complex64, copy=False)
-    return diffraction, offsets_xy
+        inputs.append(data.gather_truth(group_ids).astype(worker.complex_dtype, copy=False))
+    return tuple(inputs)
 
 
 def train_model(model: PinnModel, data, config: Config, progress: ProgressCallback) -> History:
@@ -240,10 +243,10 @@ def train_model(model: PinnModel, data, config: Config, progress: ProgressCallba
     return history
 
 
-def _validation_loss(data, evaluate, supervised: bool) -> float:
+def _validation_loss(worker, data, evaluate, supervised: bool) -> float:
     total, count = 0.0, 0
     for group_ids in data.validation_batches():
-        inputs = _batch_inputs(data, group_ids, supervised)
+        inputs = _batch_inputs(worker, data, group_ids, supervised)
         total += float(evaluate(*(tf.constant(array) for array in inputs))) * len(group_ids)
         count += len(group_ids)
     return total / count
@@ -261,13 +264,13 @@ def _fit(worker, data, training: TrainingConfig, train_step, evaluate, optimizer
         batches = data.epoch_batches(epoch)
         loss_sum, count = 0.0, 0
         for step, group_ids in enumerate(batches, start=1):
-            loss = float(train_step(*_batch_inputs(data, group_ids, supervised)))
+            loss = float(train_step(*_batch_inputs(worker, data, group_ids, supervised)))
             loss_sum += loss * len(group_ids)
             count += len(group_ids)
             progress(ProgressEvent("batch", epoch, n_epochs, step, len(batches),
                                    {"train_loss": loss, "learning_rate": learning_rate}))
         train_loss = loss_sum / count
-        val_loss = _validation_loss(data, evaluate, supervised) if data.n_validation else None
+        val_loss = _validation_loss(worker, data, evaluate, supervised) if data.n_validation else None
         metrics = {"train_loss": train_loss, "learning_rate": learning_rate}
         if val_loss is not None:
             metrics["val_loss"] = val_loss

@@ -40,7 +40,7 @@ from ptychopinn_core.config import Config, ExecutionConfig
 from ptychopinn_core.model.parameters import parameter_specs
 from ptychopinn_core.model.state import ModelState
 from ptychopinn_core.physics.probe_model import circular_probe_mask
-from ptychopinn_core.training_data import check_model_inputs
+from ptychopinn_core.training_data import check_model_inputs, compute_dtypes
 from ptychopinn_torch import layers
 from ptychopinn_torch.network import PinnNetwork, _torch_name, canonical_weights, load_canonical_weights
 
@@ -89,19 +89,21 @@ class _PinnModule(nn.Module):
         super().__init__()
         model_config = config.model
         self.size = model_config.pattern_size
-        self.network = PinnNetwork(model_config)
-        probe = torch.from_numpy(np.array(state.probe, dtype=np.complex64, copy=True))
+        real_dtype, complex_dtype = compute_dtypes(config.execution.precision)
+        self.real_dtype = _TORCH_DTYPES[real_dtype]
+        self.network = PinnNetwork(model_config, dtype=self.real_dtype)
+        probe = torch.from_numpy(np.array(state.probe, dtype=complex_dtype, copy=True))
         if model_config.probe_trainable:
             self.probe = nn.Parameter(probe)
         else:
             self.register_buffer("probe", probe)
         self.mask_probe = bool(model_config.probe_trainable and state.probe_mask)
         if self.mask_probe:
-            mask = torch.from_numpy(circular_probe_mask(self.size, dtype=np.float32))
+            mask = torch.from_numpy(circular_probe_mask(self.size, dtype=real_dtype))
             self.register_buffer("probe_mask", mask)
 
     def effective_probe(self) -> torch.Tensor:
-        """The probe used in the forward model, complex64 (N, N)."""
+        """The probe used in the forward model, complex64 (complex128 at precision "64"), (N, N)."""
         return self.probe * self.probe_mask if self.mask_probe else self.probe
 
     def scale_correction(self) -> torch.Tensor | None:
@@ -110,9 +112,9 @@ class _PinnModule(nn.Module):
         return None if log_scale is None else torch.exp(log_scale)
 
     def heads(self, diffraction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Network amplitude and phase, float32 (B, C, N/2, N/2) even under autocast."""
-        amplitude, phase = self.network(diffraction)
-        return amplitude.float(), phase.float()
+        """Network amplitude and phase in the model's real dtype (B, C, N/2, N/2), even under autocast."""
+        amplitude, phase = self.network(diffraction.to(self.real_dtype))
+        return amplitude.to(self.real_dtype), phase.to(self.real_dtype)
 
     def patches_from_heads(self, amplitude: torch.Tensor, phase: torch.Tensor,
                            offsets_xy: torch.Tensor) -> torch.Tensor:
@@ -132,6 +134,10 @@ class _PinnModule(nn.Module):
         with _no_autocast(patches.device):
             amplitude = torch.abs(layers.far_field(layers.illuminate(patches, self.effective_probe())))
         return patches, amplitude
+
+
+#: numpy compute dtype -> torch dtype.
+_TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
 def _no_autocast(device: torch.device):
@@ -169,6 +175,7 @@ class PinnModel:
                 f"(model.pattern_size), received probe.shape={state.probe.shape}"
             )
         self.config = config
+        self.real_dtype, self.complex_dtype = compute_dtypes(config.execution.precision)
         self._state = state
         self._specs = parameter_specs(config.model)
         self.device = select_device(config.execution)
@@ -209,7 +216,9 @@ class PinnModel:
             ``(B, C, 2)``.
         """
         model = self.config.model
-        diffraction, offsets_xy = check_model_inputs(diffraction, offsets_xy, model.pattern_size, model.group_size)
+        diffraction, offsets_xy = check_model_inputs(
+            diffraction, offsets_xy, model.pattern_size, model.group_size, self.real_dtype
+        )
         device = self._module_device()
         return torch.from_numpy(diffraction.copy()).to(device), torch.from_numpy(offsets_xy.copy()).to(device)
 
@@ -220,13 +229,14 @@ class PinnModel:
         return predict_patches(self, diffraction, offsets_xy)
 
     def forward(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> ForwardResult:
-        """Patches (complex64) and predicted amplitude ``|F(O' P)|`` (float32), (B, C, N, N)."""
+        """Patches and predicted amplitude ``|F(O' P)|``, (B, C, N, N): complex64 and float32
+        (complex128 and float64 at precision "64")."""
         diffraction_t, offsets_t = self._as_tensors(diffraction, offsets_xy)
         with torch.inference_mode():
             patches, amplitude = self.module(diffraction_t, offsets_t)
         return ForwardResult(
-            patches=np.array(patches.cpu().numpy(), dtype=np.complex64, copy=True),
-            amplitude=np.array(amplitude.cpu().numpy(), dtype=np.float32, copy=True),
+            patches=np.array(patches.cpu().numpy(), dtype=self.complex_dtype, copy=True),
+            amplitude=np.array(amplitude.cpu().numpy(), dtype=self.real_dtype, copy=True),
         )
 
     # -- training -----------------------------------------------------------------------
@@ -245,6 +255,8 @@ class PinnModel:
         """
         training = self.config.training
         module = self.module
+        # The loader's batches are float32/complex64 whatever the precision: compute in ours.
+        diffraction, offsets_xy = diffraction.to(module.real_dtype), offsets_xy.to(module.real_dtype)
         if training.mode == "supervised":
             if truth is None:
                 raise ValueError("supervised loss: expected ground-truth patches (truth), received None")
@@ -253,7 +265,8 @@ class PinnModel:
             window = slice(size // 4, size // 4 + size // 2)
             with _no_autocast(amplitude.device):
                 predicted = layers.complex_combine(amplitude, phase)
-                amplitude_error, phase_error = layers.supervised_mae(predicted, truth[..., window, window])
+                truth = truth[..., window, window].to(predicted.dtype)
+                amplitude_error, phase_error = layers.supervised_mae(predicted, truth)
                 return amplitude_error + phase_error
         _, amplitude = module(diffraction, offsets_xy)
         with _no_autocast(amplitude.device):
@@ -262,7 +275,7 @@ class PinnModel:
             effective_scale = scale if correction is None else scale * correction
             predicted = effective_scale * amplitude  # sqrt(I_hat), sqrt-photons
             observed = scale * diffraction  # sqrt(y)
-            total = torch.zeros((), dtype=torch.float32, device=amplitude.device)
+            total = torch.zeros((), dtype=amplitude.dtype, device=amplitude.device)
             if training.nll_weight:
                 total = total + training.nll_weight * layers.poisson_nll(predicted**2, observed**2)
             if training.mae_weight:
@@ -285,12 +298,13 @@ class PinnModel:
         -------
         (float, dict of str to ndarray)
             The loss and ``d loss / d parameter`` keyed by canonical name, in canonical
-            layout (HWIO kernels), float32. Parameters the loss does not reach get zeros.
+            layout (HWIO kernels), in the model's real dtype (float32; float64 at precision
+            "64"). Parameters the loss does not reach get zeros.
         """
         diffraction_t, offsets_t = self._as_tensors(diffraction, offsets_xy)
         truth_t = None
         if truth is not None:
-            truth_t = torch.from_numpy(np.array(truth, dtype=np.complex64, copy=True)).to(diffraction_t.device)
+            truth_t = torch.from_numpy(np.array(truth, dtype=self.complex_dtype, copy=True)).to(diffraction_t.device)
         module = self.module
         module.zero_grad(set_to_none=True)
         with torch.enable_grad():
@@ -303,7 +317,7 @@ class PinnModel:
             gradient = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
             if spec.kind == "conv_kernel":
                 gradient = gradient.permute(2, 3, 1, 0)
-            gradients[spec.name] = np.array(gradient.detach().cpu().numpy(), dtype=np.float32, copy=True, order="C")
+            gradients[spec.name] = np.array(gradient.detach().cpu().numpy(), dtype=self.real_dtype, copy=True, order="C")
         module.zero_grad(set_to_none=True)
         return float(loss.detach()), gradients
 

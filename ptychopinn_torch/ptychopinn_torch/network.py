@@ -104,6 +104,8 @@ class PinnNetwork(nn.Module):
         (a canonical parameter, used by the physics, not by :meth:`forward`).
     name : str
         A label for the module (as ``ptychopinn_tf``'s ``tf.Module`` name).
+    dtype : torch.dtype
+        float32 (default) or float64 (``execution.precision = "64"``).
 
     Attributes
     ----------
@@ -113,7 +115,7 @@ class PinnNetwork(nn.Module):
     log_intensity_scale : nn.Parameter, shape (), or None
     """
 
-    def __init__(self, model_config: ModelConfig, name: str = "pinn_network") -> None:
+    def __init__(self, model_config: ModelConfig, name: str = "pinn_network", dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.name = name
         self.model_config = model_config
@@ -141,6 +143,7 @@ class PinnNetwork(nn.Module):
             self.log_intensity_scale = nn.Parameter(torch.zeros((), dtype=torch.float32))
         else:
             self.log_intensity_scale = None
+        self.to(dtype)
         self._amplitude_activation = _amplitude_activation(model_config.amp_activation)
 
     def forward(self, diffraction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

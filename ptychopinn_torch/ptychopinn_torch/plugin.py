@@ -50,7 +50,7 @@ def ptychopinn_backend_info() -> BackendInfo:
             strategies={"single", "ddp"},
             # bf16 autocast covers the network only; the physics stays float32/complex64.
             # "16-mixed" is not offered: it needs a GPU and a gradient scaler, untested here.
-            precisions={"32", "bf16-mixed"},
+            precisions={"32", "64", "bf16-mixed"},
             pattern_sizes=(16, 32, 64, 128, 256),
             gridsizes=(1, 2),
         ),

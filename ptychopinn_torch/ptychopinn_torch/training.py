@@ -66,7 +66,7 @@ LOG_FOLDER = "logs"
 #: Key of the PtychoPINN state (history, schedule, early stopping) in a checkpoint.
 CHECKPOINT_KEY = "ptychopinn"
 #: Lightning precision names of ``execution.precision``.
-PRECISIONS = {"32": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
+PRECISIONS = {"32": "32-true", "64": "64-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
 #: Lightning loggers whose packages are optional: logger name -> import name.
 _OPTIONAL_LOGGER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",)}
 

@@ -124,6 +124,24 @@ class ConstantPatchModel:
         amplitude = np.abs(far_field(illuminate(patches, self.state.probe))).astype(np.float32)
         return ForwardResult(patches=patches, amplitude=amplitude)
 
+    def loss_and_gradients(self, diffraction, offsets_xy, truth=None) -> tuple[float, dict[str, np.ndarray]]:
+        """PINN loss and its central-difference gradient; only the head biases have one."""
+        if self.config.training.mode != "pinn":
+            raise ValueError(f"numpyfake supports training.mode='pinn' only, received {self.config.training.mode!r}")
+        diffraction, offsets_xy = self._check_inputs(diffraction, offsets_xy)
+        scale = effective_intensity_scale(self.state.intensity_scale, self.get_weights())
+        training, probe = self.config.training, self.state.probe
+
+        def loss_of(theta):
+            return _batch_loss(theta, probe, diffraction, offsets_xy, scale, training)
+
+        theta = self.head_biases()
+        gradient = _gradient(theta, loss_of).astype(np.float32)
+        gradients = {name: np.zeros_like(value) for name, value in self._weights.items()}
+        channels = self._weights[AMPLITUDE_BIAS].shape[0]
+        gradients[AMPLITUDE_BIAS], gradients[PHASE_BIAS] = gradient[:channels], gradient[channels:]
+        return float(loss_of(theta)), gradients
+
     def _check_inputs(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         model = self.config.model
         diffraction, offsets_xy = check_model_inputs(diffraction, offsets_xy, model.pattern_size, model.group_size)
