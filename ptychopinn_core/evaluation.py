@@ -38,6 +38,13 @@ Procedure of :func:`evaluate`
 
 A constant ground truth (data range 0) cannot be scored: a ValueError says so.
 MS-SSIM is not computed (no well-kept implementation in our dependencies).
+
+Without a ground truth
+----------------------
+:func:`evaluate_against_reference` compares two reconstructions of one scan (e.g. a
+PINN and an iterative reconstruction, or two backends): the common covered region,
+a sub-pixel registration (:func:`register_shift`), then steps 2-4 with the reference
+in the place of the truth. Its FRC50 is the resolution at which the two agree.
 """
 
 from __future__ import annotations
@@ -50,13 +57,17 @@ from typing import Any
 import numpy as np
 
 from ptychopinn_core.physics.stitching import ObjectFrame
-from ptychopinn_core.physics.translate import sample_separable
+from ptychopinn_core.physics.translate import sample_separable, translate
 from ptychopinn_core.reconstruction import Reconstruction
 
 __all__ = [
     "AlignedPair",
     "FRC_THRESHOLD",
+    "align_to_reference",
     "align_to_truth",
+    "covered_rectangle",
+    "evaluate_against_reference",
+    "register_shift",
     "META_CROP_SIZE_KEY",
     "SSIM_WINDOW_PX",
     "align_phase",
@@ -68,6 +79,7 @@ __all__ = [
     "metrics_to_json",
     "scale_amplitude",
     "scanned_region",
+    "truth_object",
     "window_coverage",
 ]
 
@@ -75,6 +87,36 @@ FRC_THRESHOLD = 0.5
 SSIM_WINDOW_PX = 7  # scikit-image's default window; the region must be at least this big
 # Provenance key of a Reconstruction's meta holding the stitching crop (window_px default).
 META_CROP_SIZE_KEY = "crop_size_px"
+
+
+def truth_object(scan: Any, source: str) -> np.ndarray:
+    """The scan's ground-truth object, or one clear error saying why it has none.
+
+    A scan from ``ptychopinn convert`` carries an ``objectGuess`` of ones that only
+    sizes the object frame (``meta["object_role"] == "frame"``): scoring against it
+    would report nonsense, so it is refused like a missing object.
+
+    Parameters
+    ----------
+    scan : ScanData
+    source : str
+        The file it came from, for the message.
+    """
+    from ptychopinn_core.data.importers.conventions import META_OBJECT_ROLE, OBJECT_ROLE_FRAME
+    from ptychopinn_core.data.keys import OBJECT
+
+    if scan.object is None:
+        raise ValueError(
+            f"{source}: key '{OBJECT}': missing; a ground-truth object is needed "
+            f"(a simulated scan from 'ptychopinn simulate' has it)"
+        )
+    if scan.meta.get(META_OBJECT_ROLE) == OBJECT_ROLE_FRAME:
+        raise ValueError(
+            f"{source}: key '{OBJECT}': an object frame of ones written by 'ptychopinn convert', "
+            "not a ground truth; compare with another reconstruction instead "
+            "('ptychopinn evaluate --reference RECON --scan FILE')"
+        )
+    return scan.object
 
 
 def _check_positions(positions_xy: np.ndarray) -> np.ndarray:
@@ -148,15 +190,42 @@ def scanned_region(
         The scan does not cover any pixel of the frame.
     """
     covered = window_coverage(positions_xy, frame, window_px) > 0
-    rows_any = np.flatnonzero(covered.any(axis=1))
-    cols_any = np.flatnonzero(covered.any(axis=0))
-    if rows_any.size == 0:
+    if not covered.any():
         positions = np.asarray(positions_xy, dtype=np.float64)
         raise ValueError(
             f"invalid scan region: the scan (x {positions[:, 0].min():g}.."
             f"{positions[:, 0].max():g}, y {positions[:, 1].min():g}..{positions[:, 1].max():g}) "
             f"does not cover the frame {frame.to_json()}"
         )
+    region = covered_rectangle(covered)
+    if region is None:
+        raise ValueError(
+            "invalid scan region: no hole-free rectangle covered by the scan windows "
+            f"on {frame.to_json()}"
+        )
+    return region
+
+
+def covered_rectangle(covered: np.ndarray) -> tuple[slice, slice] | None:
+    """A rectangle of ``covered`` pixels: the bounding box, trimmed until it has no hole.
+
+    Edges are trimmed one row or column at a time, the edge with the largest uncovered
+    fraction first.
+
+    Parameters
+    ----------
+    covered : ndarray, bool, shape (H, W)
+
+    Returns
+    -------
+    (slice, slice) or None
+        Rows and columns of the rectangle; ``None`` when nothing is covered.
+    """
+    covered = np.asarray(covered, dtype=bool)
+    rows_any = np.flatnonzero(covered.any(axis=1))
+    cols_any = np.flatnonzero(covered.any(axis=0))
+    if rows_any.size == 0:
+        return None
     r0, r1 = int(rows_any[0]), int(rows_any[-1]) + 1
     c0, c1 = int(cols_any[0]), int(cols_any[-1]) + 1
     while r0 < r1 and c0 < c1:
@@ -179,10 +248,7 @@ def scanned_region(
         else:
             c1 -= 1
     if r0 >= r1 or c0 >= c1:
-        raise ValueError(
-            "invalid scan region: no hole-free rectangle covered by the scan windows "
-            f"on {frame.to_json()}"
-        )
+        return None
     return slice(r0, r1), slice(c0, c1)
 
 
@@ -613,6 +679,215 @@ def evaluate(
         "phase": image_metrics(pair.recon_phase, pair.truth_phase, "phase"),
         "region": pair.region,
         "alignment": pair.alignment,
+    }
+
+
+def _overlap_on_reference(
+    recon: np.ndarray, recon_frame: ObjectFrame, reference_frame: ObjectFrame
+) -> tuple[slice, slice, np.ndarray]:
+    """Reference canvas rows/cols inside the reconstruction's frame, and the recon sampled there."""
+    shift_x = reference_frame.origin_x_px - recon_frame.origin_x_px
+    shift_y = reference_frame.origin_y_px - recon_frame.origin_y_px
+    spans = []
+    for shift, size, limit in ((shift_y, recon_frame.height_px, reference_frame.height_px),
+                               (shift_x, recon_frame.width_px, reference_frame.width_px)):
+        low = max(int(math.ceil(-shift - 1e-9)), 0)
+        high = min(int(math.floor(size - 1 - shift + 1e-9)), limit - 1) + 1
+        spans.append(slice(low, max(high, low)))
+    rows, cols = spans
+    if rows.stop <= rows.start or cols.stop <= cols.start:
+        raise ValueError(
+            f"invalid reconstructions: the frames {recon_frame.to_json()} and "
+            f"{reference_frame.to_json()} do not overlap"
+        )
+    return rows, cols, _on_truth_grid(recon, recon_frame, reference_frame, rows, cols)
+
+
+def _remove_own_ramp(image: np.ndarray) -> np.ndarray:
+    """``image`` without its own mean phase gradient and offset (circular means).
+
+    Two views of one object whose phases differ by a plane become (nearly) equal, so
+    a complex cross-correlation registers them without being confused by the ramp.
+    """
+    weights = np.abs(image)
+    unit = np.divide(image, weights, out=np.zeros_like(image), where=weights > 0)
+    rows, cols = np.indices(image.shape, dtype=np.float64)
+    slope_x = float(np.angle(np.sum(weights[:, 1:] * unit[:, 1:] * np.conj(unit[:, :-1]))))
+    slope_y = float(np.angle(np.sum(weights[1:, :] * unit[1:, :] * np.conj(unit[:-1, :]))))
+    flat = image * np.exp(-1j * (slope_x * cols + slope_y * rows))
+    return flat * np.exp(-1j * np.angle(np.sum(flat)))
+
+
+def register_shift(
+    reference: np.ndarray, moving: np.ndarray, upsample_factor: int = 20
+) -> tuple[float, float]:
+    """Sub-pixel shift ``(dx, dy)`` that moves ``moving`` onto ``reference``.
+
+    :func:`skimage.registration.phase_cross_correlation` of the two complex images,
+    each first freed of its own phase offset and mean phase gradient
+    (:func:`_remove_own_ramp`), to ``1 / upsample_factor`` pixel.
+    ``translate(moving, (dx, dy))`` then lines up with ``reference``.
+    """
+    from skimage.registration import phase_cross_correlation
+
+    shift, _, _ = phase_cross_correlation(
+        _remove_own_ramp(np.asarray(reference, dtype=np.complex128)),
+        _remove_own_ramp(np.asarray(moving, dtype=np.complex128)),
+        upsample_factor=upsample_factor,
+        normalization=None,
+    )
+    return float(shift[1]), float(shift[0])
+
+
+def align_to_reference(
+    recon: Reconstruction,
+    reference: Reconstruction,
+    *,
+    positions_xy: np.ndarray | None = None,
+    window_px: int | None = None,
+    upsample_factor: int = 20,
+) -> AlignedPair:
+    """Two reconstructions on the reference's grid, registered, scaled and de-ramped.
+
+    Neither is a ground truth; ``reference`` only fixes the grid, the amplitude scale
+    and the phase plane. Steps:
+
+    1. **Common region**: the reference canvas pixels inside the reconstruction's frame
+       where both objects are non-zero (stitched reconstructions are zero where
+       nothing was stitched; with a fractional frame offset one edge pixel is
+       dropped), and, given ``positions_xy``, also covered by a scan window of side
+       ``window_px`` (an iterative reconstruction has values outside the scan);
+       then the largest hole-free rectangle of it (:func:`covered_rectangle`).
+    2. **Registration**: the sub-pixel shift of :func:`register_shift`, applied to the
+       reconstruction with the forward model's bilinear :func:`translate` (a positive
+       transfer function, which FRC does not penalise); the border the shift empties
+       (``ceil(max |shift|) + 1`` pixels) is cropped from both.
+    3. **Amplitude scale and phase plane** as in :func:`evaluate` (steps 2-3).
+
+    Parameters
+    ----------
+    recon, reference : Reconstruction
+        Each on its own frame (object pixels).
+    positions_xy : ndarray, float, shape (M, 2), optional
+        Scan positions ``(x, y)`` on the reference's object pixels.
+    window_px : int, optional
+        Window side with ``positions_xy``; default: the reconstruction's
+        ``meta["crop_size_px"]``.
+    upsample_factor : int
+        Registration precision, ``1 / upsample_factor`` pixel.
+
+    Returns
+    -------
+    AlignedPair
+        ``truth`` is the reference's region; ``alignment`` adds ``shift_x_px``,
+        ``shift_y_px`` (applied to the reconstruction).
+    """
+    for name, value in (("recon", recon), ("reference", reference)):
+        if not isinstance(value, Reconstruction):
+            raise TypeError(
+                f"invalid {name}: expected a Reconstruction, received {type(value).__name__}"
+            )
+    rows, cols, candidate = _overlap_on_reference(recon.object, recon.frame, reference.frame)
+    reference_part = np.asarray(reference.object[rows, cols], dtype=np.complex128)
+    covered = (reference_part != 0) & (candidate != 0)
+    fractional = not (
+        float(reference.frame.origin_x_px - recon.frame.origin_x_px).is_integer()
+        and float(reference.frame.origin_y_px - recon.frame.origin_y_px).is_integer()
+    )
+    if fractional:
+        from scipy.ndimage import binary_erosion
+
+        covered = binary_erosion(covered, border_value=0)
+    if positions_xy is not None:
+        if window_px is None and isinstance(recon.meta.get(META_CROP_SIZE_KEY), int):
+            window_px = recon.meta[META_CROP_SIZE_KEY]
+        if window_px is None:
+            raise ValueError(
+                "missing window_px: pass the stitching crop size with the positions, or a "
+                f"reconstruction whose meta holds {META_CROP_SIZE_KEY!r}"
+            )
+        scanned = window_coverage(positions_xy, reference.frame, window_px) > 0
+        covered &= scanned[rows, cols]
+    rectangle = covered_rectangle(covered)
+    if rectangle is None:
+        raise ValueError(
+            "invalid reconstructions: no region where both are non-zero"
+            + (" inside the scanned area" if positions_xy is not None else "")
+        )
+    r_sub, c_sub = rectangle
+    truth = reference_part[r_sub, c_sub]
+    moving = np.asarray(candidate[r_sub, c_sub], dtype=np.complex128)
+    shift_x, shift_y = register_shift(truth, moving, upsample_factor)
+    border = int(math.ceil(max(abs(shift_x), abs(shift_y)) - 1e-9)) + 1
+    if min(truth.shape) - 2 * border < SSIM_WINDOW_PX:
+        raise ValueError(
+            f"cannot compare: the registration shift ({shift_x:.3g}, {shift_y:.3g}) px leaves "
+            f"less than {SSIM_WINDOW_PX} x {SSIM_WINDOW_PX} pixels of the common region "
+            f"{truth.shape}; are these reconstructions of the same object?"
+        )
+    shifted = translate(moving, np.array([shift_x, shift_y]))
+    inner = (slice(border, truth.shape[0] - border), slice(border, truth.shape[1] - border))
+    truth, shifted = truth[inner], shifted[inner]
+    scaled, amplitude_scale = scale_amplitude(shifted, truth)
+    offset, slope_x, slope_y = fit_phase_plane(scaled, truth)
+    r_idx, c_idx = np.indices(truth.shape, dtype=np.float64)
+    aligned = scaled * np.exp(-1j * (offset + slope_x * c_idx + slope_y * r_idx))
+    row0 = rows.start + r_sub.start + border
+    col0 = cols.start + c_sub.start + border
+    return AlignedPair(
+        truth=truth,
+        recon=aligned,
+        region={
+            "rows": [row0, row0 + truth.shape[0]],
+            "cols": [col0, col0 + truth.shape[1]],
+            "shape": list(truth.shape),
+            "window_px": None if window_px is None else int(window_px),
+        },
+        alignment={
+            "shift_x_px": shift_x,
+            "shift_y_px": shift_y,
+            "amplitude_scale": amplitude_scale,
+            "phase_offset_rad": offset,
+            "phase_ramp_x_rad_per_px": slope_x,
+            "phase_ramp_y_rad_per_px": slope_y,
+        },
+    )
+
+
+def evaluate_against_reference(
+    recon: Reconstruction,
+    reference: Reconstruction,
+    *,
+    positions_xy: np.ndarray | None = None,
+    window_px: int | None = None,
+    upsample_factor: int = 20,
+) -> dict[str, Any]:
+    """Compare two reconstructions of one scan without a ground truth.
+
+    The pair is aligned by :func:`align_to_reference` (common region, sub-pixel
+    registration, amplitude scale, phase offset and ramp); then the metrics of
+    :func:`evaluate` are computed with ``reference`` in the place of the truth. FRC50
+    is the one that needs no truth: the resolution at which the two agree. SSIM, PSNR
+    and MAE measure agreement with the reference, not accuracy.
+
+    Parameters are those of :func:`align_to_reference`.
+
+    Returns
+    -------
+    dict
+        As :func:`evaluate`, with ``alignment["shift_x_px"]``, ``["shift_y_px"]`` and
+        ``"against": "reference"``; ``region`` indexes the reference's canvas.
+    """
+    pair = align_to_reference(
+        recon, reference, positions_xy=positions_xy, window_px=window_px,
+        upsample_factor=upsample_factor,
+    )
+    return {
+        "amplitude": image_metrics(pair.recon_amplitude, pair.truth_amplitude, "amplitude"),
+        "phase": image_metrics(pair.recon_phase, pair.truth_phase, "phase"),
+        "region": pair.region,
+        "alignment": pair.alignment,
+        "against": "reference",
     }
 
 

@@ -39,12 +39,10 @@ def plot_command(recon_path: Path, truth_path: Path | None, out_path: Path) -> N
         figure = object_figure(recon.object, recon_path.name)
     else:
         from ptychopinn_core.data import read_scan
-        from ptychopinn_core.evaluation import align_to_truth
+        from ptychopinn_core.evaluation import align_to_truth, truth_object
 
         truth = read_scan(truth_path)
-        if truth.object is None:
-            raise ValueError(f"{truth_path}: key 'objectGuess': needed to compare with the truth")
-        pair = align_to_truth(recon, truth.object, truth.positions_px)
+        pair = align_to_truth(recon, truth_object(truth, str(truth_path)), truth.positions_px)
         figure = comparison_figure({recon_path.stem: pair}, f"{recon_path.name} vs {truth_path.name}")
     save_png(figure, out_path)
     if not is_quiet():

@@ -83,14 +83,13 @@ def train_command(
         click.echo(f"wrote {out_path} ({backend.name}, {summary})")
     if test_path is not None:
         from ptychopinn_core.cli.evaluate import print_metrics
-        from ptychopinn_core.evaluation import evaluate
+        from ptychopinn_core.evaluation import evaluate, truth_object
 
         test_scan = read_scan(test_path, measurement=config.data.measurement)
-        if test_scan.object is None:
-            raise ValueError(f"{test_path}: key 'objectGuess': needed to evaluate the test scan")
+        truth = truth_object(test_scan, str(test_path))
         with progress_display("reconstructing test scan", quiet=quiet) as show:
             recon = workflow.reconstruct(bundle, test_scan, backend, progress=show)
-        print_metrics(evaluate(recon, test_scan.object, test_scan.positions_px), f"{test_path.name} after training")
+        print_metrics(evaluate(recon, truth, test_scan.positions_px), f"{test_path.name} after training")
 
 
 def _is_primary_process() -> bool:

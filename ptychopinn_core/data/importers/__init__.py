@@ -1,0 +1,19 @@
+"""Importers of foreign scan formats into the canonical NPZ (``ptychopinn convert``).
+
+One module per format (:mod:`.tike`, :mod:`.ptychodus_h5`, :mod:`.legacy`), the shared
+convention decisions (:mod:`.conventions`: FFT order, counts, object frame, the import
+record in ``meta["import"]``) and a dispatcher (:func:`import_scan`). See
+``docs/data-contract.md`` (section "Converting foreign scans") and ``docs/real-data.md``.
+
+Examples
+--------
+>>> from ptychopinn_core.data.importers import import_scan
+>>> scan = import_scan("siemens-star-small.npz.bz2")  # doctest: +SKIP
+>>> scan.meta["import"]["fft_order"], scan.object.shape  # doctest: +SKIP
+('corner', (477, 474))
+"""
+
+from ptychopinn_core.data.importers.conventions import DEFAULT_MARGIN_PX, FFT_ORDERS
+from ptychopinn_core.data.importers.dispatch import FORMATS, MEASUREMENTS, detect_format, import_scan
+
+__all__ = ["DEFAULT_MARGIN_PX", "FFT_ORDERS", "FORMATS", "MEASUREMENTS", "detect_format", "import_scan"]
