@@ -20,7 +20,7 @@ from ptychopinn_core.atomic import atomic_write
 from ptychopinn_core.evaluation import AlignedPair
 from ptychopinn_core.model.state import History
 
-__all__ = ["comparison_figure", "object_figure", "loss_figure", "frc_figure", "save_png"]
+__all__ = ["comparison_figure", "object_figure", "loss_figure", "frc_figure", "parity_figures", "save_png"]
 
 
 def save_png(figure: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
@@ -122,3 +122,60 @@ def frc_figure(metrics: Mapping[str, Mapping[str, Any]], title: str = "Fourier r
     panels[0].set_ylabel("FRC")
     figure.suptitle(title)
     return figure
+
+
+def parity_figures(report: Any, folder: str | os.PathLike[str]) -> list[Path]:
+    """The parity report's pictures: per case, the difference maps and the loss curves.
+
+    Parameters
+    ----------
+    report : ParityReport
+        From :func:`ptychopinn_core.parity.run_parity`.
+    folder : path
+        Created if missing; one ``<case>-differences.png`` and ``<case>-loss.png`` per case.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for case, maps in report.maps.items():
+        figure = Figure(figsize=(4.2 * len(maps), 3.6), layout="constrained")
+        for axes, (name, image) in zip(np.atleast_1d(figure.subplots(1, len(maps))), maps.items()):
+            _show(axes, image, name, "magma")
+        figure.suptitle(f"{case}: differences between backends (float32)")
+        written.append(save_png(figure, folder / f"{_slug(case)}-differences.png"))
+    for case, curves in report.curves.items():
+        figure = Figure(figsize=(10, 3.8), layout="constrained")
+        losses, differences = figure.subplots(1, 2)
+        names = list(curves)
+        for index, name in enumerate(names):
+            steps = np.arange(1, len(curves[name]) + 1)
+            losses.plot(steps, curves[name], "-o" if index == 0 else "--x", markersize=4, label=name)
+        losses.set_xlabel("step")
+        losses.set_ylabel("training loss")
+        losses.set_title(case)
+        losses.grid(alpha=0.3)
+        losses.legend(fontsize=8)
+        reference = np.asarray(curves[names[0]], dtype=np.float64)
+        for name in names[1:]:
+            values = np.asarray(curves[name], dtype=np.float64)
+            if values.shape == reference.shape:
+                relative = np.abs(values - reference) / np.maximum(np.abs(reference), np.finfo(np.float64).tiny)
+                differences.semilogy(np.arange(1, len(values) + 1), np.maximum(relative, 1e-17), "-o",
+                                     markersize=3, label=f"{name} vs {names[0]}")
+        differences.set_xlabel("step")
+        differences.set_ylabel("relative difference")
+        differences.set_title("loss difference per step")
+        differences.grid(alpha=0.3, which="both")
+        if len(names) > 1:
+            differences.legend(fontsize=8)
+        written.append(save_png(figure, folder / f"{_slug(case)}-loss.png"))
+    return written
+
+
+def _slug(text: str) -> str:
+    return "".join(character if character.isalnum() else "-" for character in text).strip("-").replace("--", "-")

@@ -30,6 +30,7 @@ _COMMANDS: dict[str, str] = {
     "infer": "ptychopinn_core.cli.infer:infer_command",
     "demo": "ptychopinn_core.cli.demo:demo_command",
     "plot": "ptychopinn_core.cli.plot:plot_command",
+    "parity": "ptychopinn_core.cli.parity:parity_command",
     "convert": "ptychopinn_core.cli.convert:convert_command",
 }
 

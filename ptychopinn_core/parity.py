@@ -1,0 +1,529 @@
+"""Cross-backend parity: the same weights and the same data through every installed backend.
+
+The two backends are worth having side by side only because they agree. This module
+measures how closely, level by level (design.md §7), and says which tolerance each
+number is held to and why (:data:`PARITY_TOLERANCES`):
+
+``physics``
+    Each backend's physics steps (:class:`~ptychopinn_core.backends.PhysicsOps`) against
+    the numpy reference, float32 in, float64 reference, held to the conformance kit's
+    tolerances (:data:`ptychopinn_core.testing.TOLERANCES`, 1e-6).
+``forward``
+    Patches and predicted amplitude of one batch, backend against backend, from the
+    same canonical weights; in float32 and in float64 (``execution.precision="64"``).
+``loss`` / ``gradients``
+    The training loss of one batch and its gradient with respect to every canonical
+    parameter. In float64 every parameter's gradient is held to a tolerance. In float32
+    the gradient is reported, not held: a ReLU pre-activation that lies within float32
+    rounding of zero lands on either side of the kink depending on the summation order,
+    and that one element routes (or not) its whole upstream gradient — a correct but
+    different subgradient (docs/parity.md shows the measured case). In float64 the
+    same pre-activations are 1e9 times further from the rounding, and the backends
+    agree to ~1e-12: the definitions are the same.
+``training``
+    ``steps`` optimisation steps from the same weights on the same batches (the core
+    orders them): the two loss curves, step by step.
+``reconstruction``
+    A model trained by one backend, written as a bundle, read back and run by every
+    backend on the whole scan: stitched objects compared to the trainer's own; then each
+    backend's own trained model against the ground truth (SSIM), when the scan has one.
+
+Everything is framework-free here: backends are reached through the registry's hooks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptychopinn_core.config import Config
+from ptychopinn_core.data.scan import ScanData
+from ptychopinn_core.model.bundle import ModelBundle, make_manifest, read_bundle, write_bundle
+from ptychopinn_core.model.parameters import initial_weights, parameter_specs
+from ptychopinn_core.testing.conformance import PHYSICS_OPS, TOLERANCES, physics_case, relative_error
+from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+
+__all__ = [
+    "PARITY_TOLERANCES",
+    "ParityCase",
+    "ParityCheck",
+    "ParityReport",
+    "parity_cases",
+    "run_parity",
+]
+
+#: Groups in the batch that the forward, loss and gradient levels compare.
+BATCH_GROUPS = 8
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A relative-error bound (None: reported, not held) and why it is that value."""
+
+    relative: float | None
+    reason: str
+
+
+#: Every tolerance of the parity report, in one place. Errors are norm-wise relative
+#: (``||a - b|| / ||b||``), the loss curve's the largest per-step ``|a - b| / |b|``.
+PARITY_TOLERANCES: Mapping[str, Tolerance] = {
+    "forward:32": Tolerance(
+        1e-5, "float32 rounding through ~10 convolutions, bilinear shifts and an FFT (design.md §7)"
+    ),
+    "forward:64": Tolerance(1e-10, "the same chain in float64: eps 1e-16 times the same growth"),
+    "loss:32": Tolerance(1e-4, "a mean over B*C*N*N pixels, reduced in another order by each framework"),
+    "loss:64": Tolerance(1e-10, "the same mean in float64"),
+    "gradients:32": Tolerance(
+        None,
+        "reported only: a pre-activation within float32 rounding of a ReLU kink takes either "
+        "side in each framework, so one element's gradient is routed or not (docs/parity.md)",
+    ),
+    "gradients:64": Tolerance(
+        1e-8,
+        "every parameter in float64; nearly-cancelling sums (e.g. the phase-head bias, whose "
+        "gradient vanishes for a constant phase) amplify eps 1e-16 by up to ~1e5",
+    ),
+    "training:32": Tolerance(
+        1e-3, "loss curves of the first steps: float32 differences (and kink flips) grow step by step"
+    ),
+    "training:64": Tolerance(
+        1e-4,
+        "the same steps in float64: early training amplifies any difference ~5x per step (a 1e-7 "
+        "change of the initial weights within ONE backend moves step 15 by 5e-6), so 1e-16 grows too",
+    ),
+    "reconstruction": Tolerance(
+        1e-4, "one bundle run by two backends: the float32 forward difference, stitched"
+    ),
+    "quality": Tolerance(
+        0.02,
+        "SSIM (amplitude, phase) of each backend's own short training against the truth: "
+        "absolute difference, the trajectories having drifted apart by float32 rounding",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ParityCase:
+    """One configuration compared: gridsize, mode and the precision of the model."""
+
+    gridsize: int
+    mode: str
+
+    @property
+    def label(self) -> str:
+        return f"gridsize {self.gridsize}, {self.mode}"
+
+
+def parity_cases(gridsizes: Iterable[int] = (1, 2), modes: Iterable[str] = ("pinn", "supervised")) -> list[ParityCase]:
+    """Every combination of ``gridsizes`` and ``modes``."""
+    return [ParityCase(gridsize, mode) for gridsize in gridsizes for mode in modes]
+
+
+@dataclass(frozen=True)
+class ParityCheck:
+    """One number of the report.
+
+    Attributes
+    ----------
+    level : str
+        ``physics``, ``forward``, ``loss``, ``gradients``, ``training``,
+        ``reconstruction`` or ``quality``.
+    quantity : str
+        What was compared (``"amplitude"``, ``"all parameters"``, ``"loss curve"``...).
+    case : str
+        The configuration (``"gridsize 2, pinn, float64"``).
+    compared : str
+        ``"pytorch vs tensorflow"`` or ``"tensorflow vs numpy"``.
+    error : float
+    tolerance : float or None
+        None: reported, not held.
+    """
+
+    level: str
+    quantity: str
+    case: str
+    compared: str
+    error: float
+    tolerance: float | None
+
+    @property
+    def passed(self) -> bool | None:
+        """True/False against the tolerance; None when there is none."""
+        if self.tolerance is None:
+            return None
+        return bool(np.isfinite(self.error) and self.error <= self.tolerance)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "quantity": self.quantity,
+            "case": self.case,
+            "compared": self.compared,
+            "error": _finite_or_none(self.error),
+            "tolerance": self.tolerance,
+            "passed": self.passed,
+        }
+
+
+@dataclass
+class ParityReport:
+    """All checks, the loss curves, per-backend timings and what was run."""
+
+    backends: list[str]
+    settings: dict[str, Any]
+    checks: list[ParityCheck] = field(default_factory=list)
+    #: case label -> backend -> per-step training losses
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    #: backend -> level -> seconds
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: case label -> name -> 2-D float array (difference maps for --plots)
+    maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Every held check passed (reported-only checks do not count)."""
+        return all(check.passed is not False for check in self.checks)
+
+    @property
+    def failures(self) -> list[ParityCheck]:
+        return [check for check in self.checks if check.passed is False]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "backends": self.backends,
+            "settings": self.settings,
+            "tolerances": {
+                key: {"relative": value.relative, "reason": value.reason} for key, value in PARITY_TOLERANCES.items()
+            },
+            "checks": [check.to_json() for check in self.checks],
+            "curves": self.curves,
+            "timings": {name: {k: round(v, 4) for k, v in levels.items()} for name, levels in self.timings.items()},
+            "notes": self.notes,
+        }
+
+    def _add(self, level: str, quantity: str, case: str, compared: str, error: float,
+             tolerance: str | Tolerance) -> None:
+        """Record a check held to ``tolerance`` (a :data:`PARITY_TOLERANCES` key or a Tolerance)."""
+        if isinstance(tolerance, str):
+            tolerance = PARITY_TOLERANCES[tolerance]
+        self.checks.append(ParityCheck(level, quantity, case, compared, float(error), tolerance.relative))
+
+    def _time(self, backend: str, level: str, seconds: float) -> None:
+        levels = self.timings.setdefault(backend, {})
+        levels[level] = levels.get(level, 0.0) + seconds
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _precision_name(precision: str) -> str:
+    return "float64" if precision == "64" else "float32"
+
+
+def _timed(function: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - started
+
+
+def _pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    """Every pair, the first backend as the reference of the others."""
+    return list(itertools.combinations(names, 2))
+
+
+def _curve_error(curve: Sequence[float], reference: Sequence[float]) -> float:
+    """Largest per-step relative difference (inf when the lengths differ)."""
+    if len(curve) != len(reference) or not len(reference):
+        return math.inf
+    curve, reference = np.asarray(curve, np.float64), np.asarray(reference, np.float64)
+    return float(np.max(np.abs(curve - reference) / np.maximum(np.abs(reference), np.finfo(np.float64).tiny)))
+
+
+# -- levels ---------------------------------------------------------------------------------
+
+
+def _physics_level(report: ParityReport, backends: Mapping[str, Any], size: int, intensity_scale: float) -> None:
+    for name, backend in backends.items():
+        ops, seconds = _timed(backend.physics_ops)
+        report._time(name, "physics", seconds)
+        for op in PHYSICS_OPS:
+            arguments, expected = physics_case(op, size, intensity_scale)
+            actual, seconds = _timed(lambda: getattr(ops, op)(*arguments))
+            report._time(name, "physics", seconds)
+            report._add("physics", op, f"N={size}, float32", f"{name} vs numpy",
+                        relative_error(actual, expected), TOLERANCES[op])
+
+
+def _supported(precisions: Sequence[str], backends: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """``precisions`` every backend supports (at least float32, which every backend has), and the rest."""
+    kept = [p for p in precisions if all(p in b.info.capabilities.precisions for b in backends.values())]
+    return kept or ["32"], [p for p in precisions if p not in kept]
+
+
+def _case_config(base: Config, case: ParityCase, precision: str, steps: int, n_positions: int) -> Config:
+    """One epoch of exactly ``steps`` batches (fewer when the scan is too small), no validation."""
+    n_groups = min(steps * base.training.batch_size, n_positions)
+    return base.with_overrides(
+        {
+            "model.gridsize": case.gridsize,
+            "training.mode": case.mode,
+            "execution.precision": precision,
+            "execution.device": "cpu",
+            "execution.strategy": "single",
+            "training.epochs": 1,
+            "training.validation_fraction": 0.0,
+            "data.n_groups": n_groups,
+        }
+    )
+
+
+def _one_batch_levels(
+    report: ParityReport, backends: Mapping[str, Any], scan: ScanData, base: Config, case: ParityCase, precision: str
+) -> None:
+    """Forward, loss and gradients of one batch from the same weights in every backend."""
+    config = _case_config(base, case, precision, 1, scan.n_positions).with_overrides({"data.n_groups": None})
+    state = prepare_model_state(scan, config)
+    data = prepare_training_data(scan, config)
+    group_ids = data.train_groups[:BATCH_GROUPS]
+    diffraction, offsets = data.gather(group_ids)
+    truth = data.gather_truth(group_ids) if case.mode == "supervised" else None
+    weights = initial_weights(parameter_specs(config.model), config.training.seed)
+    bits = precision if precision == "64" else "32"
+    label = f"{case.label}, {_precision_name(precision)}"
+
+    results = {}
+    for name, backend in backends.items():
+        model = backend.build_model(config, state, weights)
+        forward, forward_seconds = _timed(lambda: model.forward(diffraction, offsets))
+        (loss, gradients), gradient_seconds = _timed(lambda: model.loss_and_gradients(diffraction, offsets, truth))
+        report._time(name, f"forward+gradients ({_precision_name(precision)})", forward_seconds + gradient_seconds)
+        results[name] = (forward, loss, gradients)
+
+    for first, second in _pairs(list(backends)):
+        (forward_a, loss_a, gradients_a), (forward_b, loss_b, gradients_b) = results[first], results[second]
+        compared = f"{second} vs {first}"
+        if case.mode == "pinn":  # the forward pass does not depend on the mode: once per gridsize
+            report._add("forward", "patches", label, compared,
+                        relative_error(forward_b.patches, forward_a.patches), f"forward:{bits}")
+            report._add("forward", "amplitude", label, compared,
+                        relative_error(forward_b.amplitude, forward_a.amplitude), f"forward:{bits}")
+            if precision != "64":
+                maps = report.maps.setdefault(case.label, {})
+                maps[f"amplitude |{second} - {first}|"] = np.abs(forward_b.amplitude[0, 0] - forward_a.amplitude[0, 0])
+                maps[f"phase |{second} - {first}|"] = np.abs(
+                    np.angle(forward_b.patches[0, 0] * np.conj(forward_a.patches[0, 0]))
+                )
+        report._add("loss", "loss", label, compared, abs(loss_b - loss_a) / abs(loss_a), f"loss:{bits}")
+        all_a = np.concatenate([value.ravel() for value in gradients_a.values()])
+        all_b = np.concatenate([gradients_b[key].ravel() for key in gradients_a])
+        report._add("gradients", "all parameters", label, compared, relative_error(all_b, all_a), f"gradients:{bits}")
+        per_parameter = {
+            key: relative_error(gradients_b[key], value) for key, value in gradients_a.items() if np.any(value)
+        }
+        worst = max(per_parameter, key=per_parameter.get)
+        report._add("gradients", f"worst parameter ({worst})", label, compared, per_parameter[worst],
+                    f"gradients:{bits}")
+
+
+def _training_level(
+    report: ParityReport, backends: Mapping[str, Any], scan: ScanData, base: Config, case: ParityCase, steps: int,
+    precision: str,
+) -> dict[str, ModelBundle]:
+    """``steps`` optimisation steps per backend from the same weights; the trained bundles."""
+    config = _case_config(base, case, precision, steps, scan.n_positions)
+    bits = precision if precision == "64" else "32"
+    label = f"{case.label}, {_precision_name(precision)}"
+    state = prepare_model_state(scan, config)
+    data = prepare_training_data(scan, config)
+    weights = initial_weights(parameter_specs(config.model), config.training.seed)
+    curves: dict[str, list[float]] = {}
+    bundles: dict[str, ModelBundle] = {}
+    for name, backend in backends.items():
+        model = backend.build_model(config, state, weights)
+        losses: list[float] = []
+
+        def record(event, losses=losses) -> None:
+            if event.stage == "batch":
+                losses.append(float(event.metrics["train_loss"]))
+
+        history, seconds = _timed(lambda: backend.train(model, data, config, record))
+        report._time(name, f"training ({steps} steps, {_precision_name(precision)})", seconds)
+        curves[name] = losses
+        info = backend.info
+        manifest = make_manifest(config.training.mode, name, info.framework, backend.entry.framework_version or "unknown")
+        bundles[name] = ModelBundle(
+            manifest=manifest, config=config, weights=model.get_weights(), state=model.state, history=history
+        )
+    report.curves[label] = curves
+    for first, second in _pairs(list(backends)):
+        report._add("training", f"loss curve ({steps} steps)", label, f"{second} vs {first}",
+                    _curve_error(curves[second], curves[first]), f"training:{bits}")
+    return bundles
+
+
+def _reconstruction_level(
+    report: ParityReport, backends: Mapping[str, Any], scan: ScanData, case: ParityCase,
+    bundles: Mapping[str, ModelBundle], folder: Path,
+) -> None:
+    """Each backend's bundle, through a file, reconstructed by every backend."""
+    from ptychopinn_core.evaluation import evaluate
+    from ptychopinn_core.workflow import reconstruct
+
+    objects: dict[tuple[str, str], np.ndarray] = {}
+    reconstructions = {}
+    for trainer, bundle in bundles.items():
+        path = write_bundle(folder / f"{trainer}-g{case.gridsize}-{case.mode}.zip", bundle)
+        loaded = read_bundle(path)
+        for runner, backend in backends.items():
+            recon, seconds = _timed(lambda: reconstruct(loaded, scan, backend))
+            report._time(runner, "reconstruction", seconds)
+            objects[trainer, runner] = recon.object
+            if trainer == runner:
+                reconstructions[trainer] = recon
+    label = f"{case.label}, float32"
+    for trainer in bundles:
+        own = objects[trainer, trainer]
+        for runner in backends:
+            if runner != trainer:
+                report._add("reconstruction", f"bundle of {trainer}", label, f"{runner} vs {trainer}",
+                            relative_error(objects[trainer, runner], own), "reconstruction")
+    names = list(bundles)
+    if len(names) >= 2:
+        first, second = names[:2]
+        report.maps.setdefault(case.label, {})[f"reconstruction |{second} - {first}| (own training)"] = np.abs(
+            objects[second, second] - objects[first, first]
+        )
+    if scan.object is None:
+        return
+    scores = {name: evaluate(recon, scan.object, scan.positions_px) for name, recon in reconstructions.items()}
+    for first, second in _pairs(names):
+        for part in ("amplitude", "phase"):
+            ssim_a, ssim_b = scores[first][part]["ssim"], scores[second][part]["ssim"]
+            report._add("quality", f"SSIM {part} ({ssim_a:.3f} vs {ssim_b:.3f})", label, f"{second} vs {first}",
+                        abs(ssim_b - ssim_a), "quality")
+
+
+# -- entry point ----------------------------------------------------------------------------
+
+
+def run_parity(
+    scan: ScanData,
+    backends: Mapping[str, Any],
+    config: Config | None = None,
+    *,
+    steps: int = 20,
+    cases: Sequence[ParityCase] | None = None,
+    precisions: Sequence[str] = ("32", "64"),
+    training_precisions: Sequence[str] = ("32",),
+    reconstruction: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> ParityReport:
+    """Compare ``backends`` level by level on ``scan`` (see the module docstring).
+
+    Parameters
+    ----------
+    scan : ScanData
+        The data; its pattern size sets ``model.pattern_size``. Supervised cases need
+        ground-truth patches (``Y``) and are skipped, with a note, without them.
+    backends : mapping of str to Backend
+        Selected backends (:meth:`BackendRegistry.get`), at least one; pairs are
+        compared in the mapping's order, the first as the reference.
+    config : Config, optional
+        Base configuration (architecture, batch size, seed, loss weights).
+    steps : int
+        Optimisation steps of the training level.
+    cases : sequence of ParityCase, optional
+        Default: gridsize 1 and 2 (those every backend supports) x pinn and supervised.
+    precisions : sequence of {"32", "64"}
+        Precisions of the forward, loss and gradient levels.
+    training_precisions : sequence of {"32", "64"}
+        Precisions of the training level (float64 training is slow on CPUs: PyTorch
+        has no fast float64 convolution there); the models trained in the first one
+        are the ones reconstructed.
+    reconstruction : bool
+        Run the reconstruction level (each trained bundle through every backend).
+    progress : callable, optional
+        Receives a short text before each stage.
+
+    Returns
+    -------
+    ParityReport
+    """
+    from ptychopinn_core.workflow import config_for_scan
+
+    if not backends:
+        raise ValueError("parity: expected at least one backend, received none")
+    if not precisions or not training_precisions:
+        raise ValueError("parity: expected at least one precision for each of precisions and training_precisions")
+    if steps < 1:
+        raise ValueError(f"parity: expected steps >= 1, received steps={steps}")
+    say = progress or (lambda text: None)
+    base = config_for_scan(config or Config(), scan)
+    if cases is None:
+        gridsizes = sorted(set.intersection(*(set(b.info.capabilities.gridsizes) for b in backends.values())))
+        cases = parity_cases([g for g in gridsizes if g <= 2])
+    if scan.patches is None and any(case.mode == "supervised" for case in cases):
+        cases = [case for case in cases if case.mode != "supervised"]
+        supervised_note = "supervised cases skipped: the scan has no ground-truth patches (Y)"
+    else:
+        supervised_note = None
+    precisions, dropped = _supported(precisions, backends)
+    training_precisions, dropped_training = _supported(training_precisions, backends)
+    for backend in backends.values():
+        for case in cases:
+            for precision in {*precisions, *training_precisions}:
+                backend.check_config(_case_config(base, case, precision, steps, scan.n_positions), training=True)
+
+    report = ParityReport(
+        backends=list(backends),
+        settings={
+            "pattern_size": base.model.pattern_size,
+            "n_positions": scan.n_positions,
+            "n_filters_scale": base.model.n_filters_scale,
+            "batch_size": base.training.batch_size,
+            "batch_groups": BATCH_GROUPS,
+            "steps": steps,
+            "seed": base.training.seed,
+            "cases": [case.label for case in cases],
+            "precisions": [_precision_name(p) for p in precisions],
+            "training_precisions": [_precision_name(p) for p in training_precisions],
+            "source": scan.meta.get("source_file"),
+        },
+    )
+    if supervised_note:
+        report.notes.append(supervised_note)
+    for precision in sorted({*dropped, *dropped_training}):
+        report.notes.append(f"{_precision_name(precision)} skipped: not supported by every backend compared")
+    if len(backends) < 2:
+        report.notes.append("one backend installed: only its physics is checked (install a second one)")
+
+    say("physics steps against the numpy reference")
+    state = prepare_model_state(scan, base)
+    _physics_level(report, backends, base.model.pattern_size, state.intensity_scale)
+    if len(backends) < 2:
+        return report
+    with tempfile.TemporaryDirectory(prefix="ptychopinn-parity-") as folder:
+        for case in cases:
+            for precision in precisions:
+                say(f"{case.label}, {_precision_name(precision)}: forward pass, loss and gradients")
+                _one_batch_levels(report, backends, scan, base, case, precision)
+            trained = {}
+            for precision in training_precisions:
+                say(f"{case.label}, {_precision_name(precision)}: {steps} training steps")
+                trained[precision] = _training_level(report, backends, scan, base, case, steps, precision)
+            bundles = trained[training_precisions[0]]  # the first precision's models are reconstructed
+            if reconstruction:
+                say(f"{case.label}: reconstruction from each bundle by every backend")
+                _reconstruction_level(report, backends, scan, case, bundles, Path(folder))
+    return report
