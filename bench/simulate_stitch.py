@@ -15,32 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
-import sys
 import time
 import tracemalloc
 
 import numpy as np
 
-
-def _machine() -> dict[str, object]:
-    import scipy
-    import skimage
-
-    from ptychopinn_core import __version__
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit_image": skimage.__version__,
-        "ptychopinn_core": __version__,
-    }
+from benchlib import machine_info, peak_rss_bytes
 
 
 def main() -> None:
@@ -78,12 +58,9 @@ def main() -> None:
     _, stitch_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
 
-    # ru_maxrss is KiB on Linux, bytes on macOS.
-    rss_scale = 1 if sys.platform == "darwin" else 1024
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * rss_scale
     report = {
         "benchmark": "simulate_stitch",
-        "machine": _machine(),
+        "machine": machine_info(),
         "n_positions": args.n_positions,
         "pattern_size": args.size,
         "object_shape": list(scan.object.shape),
@@ -96,7 +73,7 @@ def main() -> None:
         "streamed_vs_one_shot_max_abs_diff": float(np.abs(stitched - stitcher.result()).max()),
         "output_bytes": int(scan.diffraction.nbytes + scan.patches.nbytes + scan.object.nbytes),
         "stitch_peak_traced_bytes": int(stitch_peak),
-        "process_peak_rss_bytes": int(peak_rss),
+        "process_peak_rss_bytes": peak_rss_bytes(),
     }
     print(json.dumps(report))
 

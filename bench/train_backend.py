@@ -20,33 +20,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sys
 import time
+
+from benchlib import machine_info, timed_training
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-class _TimeUp(Exception):
-    """Raised from the progress callback to end training at an epoch boundary."""
-
-
 def _machine(backend) -> dict[str, object]:
-    import numpy as np
-
-    from ptychopinn_core import __version__
-
     return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
+        **machine_info(),
         "backend": backend.name,
         "framework": backend.info.framework,
         "framework_version": backend.entry.framework_version,
         "devices": backend.devices(),
-        "ptychopinn_core": __version__,
     }
 
 
@@ -87,24 +74,8 @@ def main() -> None:
     state = prepare_model_state(train_scan, config)
     model = backend.build_model(config, state, initial_weights(parameter_specs(config.model), args.seed))
 
-    epochs: list[dict[str, float]] = []
     started = time.perf_counter()
-    epoch_started = started
-
-    def progress(event) -> None:
-        nonlocal epoch_started
-        if event.stage != "epoch":
-            return
-        now = time.perf_counter()
-        epochs.append({"epoch": event.epoch, "seconds": now - epoch_started, **event.metrics})
-        epoch_started = now
-        if now - started >= args.seconds:
-            raise _TimeUp
-
-    try:
-        backend.train(model, data, config, progress)
-    except _TimeUp:
-        pass
+    epochs = timed_training(backend, model, data, config, seconds=args.seconds)
     training_s = time.perf_counter() - started
 
     bundle = ModelBundle(manifest=make_manifest("pinn", backend.name, backend.info.framework, "bench"), config=config,
