@@ -110,6 +110,9 @@ class TrainingConfig(_Section):
     early_stopping_patience: int | None = Field(
         5, ge=1, description="Epochs without validation improvement; None disables."
     )
+    max_seconds: float | None = Field(
+        None, gt=0, description="Stop at the first epoch end after this many seconds of training; None: no limit."
+    )
     validation_fraction: float = Field(
         0.05, ge=0, lt=1, description="Deterministic (seeded) share of groups held out."
     )

@@ -543,6 +543,20 @@ class BackendConformanceTests:
             lambda: _training_loss(model, training_data, config, train_ids),
         )
 
+    def test_max_seconds_stops_at_the_first_epoch_end(self, backend: Backend, scan: ScanData, config: Config) -> None:
+        from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+
+        config = config.with_overrides({"training.epochs": 3, "training.max_seconds": 1e-6,
+                                        "training.early_stopping_patience": None})
+        data = prepare_training_data(scan, config)
+        model = backend.build_model(config, prepare_model_state(scan, config),
+                                    initial_weights(parameter_specs(config.model), config.training.seed))
+        events: list[ProgressEvent] = []
+        history = backend.train(model, data, config, events.append)
+        assert [record.epoch for record in history.epochs] == [0], "training.max_seconds: one epoch, then stop"
+        assert [event.epoch for event in events if event.stage == "epoch"] == [0]
+        assert len([event for event in events if event.stage == "batch"]) == len(data.epoch_batches(0))
+
     def test_supervised_training_lowers_the_error(self, backend: Backend, scan: ScanData, config: Config) -> None:
         if "supervised" not in backend.info.capabilities.modes:
             pytest.skip("capabilities: supervised training not supported")

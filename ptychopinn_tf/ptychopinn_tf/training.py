@@ -258,6 +258,7 @@ def _fit(worker, data, training: TrainingConfig, train_step, evaluate, optimizer
     stopping = EarlyStopping(patience=training.early_stopping_patience)
     learning_rate = schedule.learning_rate
     records = []
+    training_started = time.perf_counter()
     for epoch in range(n_epochs):
         started = time.perf_counter()
         optimizer.learning_rate = learning_rate
@@ -279,6 +280,9 @@ def _fit(worker, data, training: TrainingConfig, train_step, evaluate, optimizer
         monitored = val_loss if val_loss is not None else train_loss
         stop = stopping.should_stop(epoch, monitored)
         learning_rate = schedule.step(monitored)
-        if stop or not math.isfinite(monitored):
+        out_of_time = training.max_seconds is not None and (
+            time.perf_counter() - training_started >= training.max_seconds
+        )
+        if stop or out_of_time or not math.isfinite(monitored):
             break
     return History(tuple(records))

@@ -196,6 +196,8 @@ class PinnSystem(L.LightningModule):
     lr_plateau_patience : int
     min_learning_rate : float
     early_stopping_patience : int or None
+    max_seconds : float or None
+        Stop at the first epoch end after this many seconds of training (rank 0's clock).
     n_epochs : int
         Planned epochs (``training.epochs``).
     steps_per_epoch : int
@@ -217,6 +219,7 @@ class PinnSystem(L.LightningModule):
         lr_plateau_patience: int,
         min_learning_rate: float,
         early_stopping_patience: int | None,
+        max_seconds: float | None,
         n_epochs: int,
         steps_per_epoch: int,
         has_validation: bool,
@@ -236,6 +239,7 @@ class PinnSystem(L.LightningModule):
         self.history: list[EpochRecord] = []
         self.stopped = False  # early stopping fired (kept across a resume)
         self._skip_epoch = False
+        self._training_started = time.perf_counter()
         self._reset_epoch()
 
     # -- steps ----------------------------------------------------------------------------
@@ -276,6 +280,17 @@ class PinnSystem(L.LightningModule):
         return float(self.trainer.strategy.reduce(weighted, reduce_op="sum")) / n_global
 
     # -- hooks ----------------------------------------------------------------------------
+
+    def on_train_start(self) -> None:
+        self._training_started = time.perf_counter()  # the budget counts this run (also a resumed one)
+
+    def _out_of_time(self) -> bool:
+        """Whether ``max_seconds`` has passed, decided by rank 0 so every rank stops together."""
+        budget = self.hparams.max_seconds
+        if budget is None:
+            return False
+        out_of_time = time.perf_counter() - self._training_started >= budget
+        return bool(self.trainer.strategy.broadcast(out_of_time, src=0))
 
     def on_train_epoch_start(self) -> None:
         self._reset_epoch()
@@ -323,6 +338,8 @@ class PinnSystem(L.LightningModule):
         self.schedule.step(monitored)
         if self.early_stopping.should_stop(epoch, monitored):
             self.stopped = True
+            self.trainer.should_stop = True
+        if self._out_of_time():  # not `stopped`: a resumed run gets a fresh budget
             self.trainer.should_stop = True
         metrics = {"train_loss": train_loss, "learning_rate": record.learning_rate}
         if val_loss is not None:
@@ -438,6 +455,7 @@ def train_model(model: PinnModel, data: TrainingData, config: Config, progress: 
         lr_plateau_patience=training.lr_plateau_patience,
         min_learning_rate=training.min_learning_rate,
         early_stopping_patience=training.early_stopping_patience,
+        max_seconds=training.max_seconds,
         n_epochs=training.epochs,
         steps_per_epoch=data.steps_per_epoch,
         has_validation=data.n_validation > 0,

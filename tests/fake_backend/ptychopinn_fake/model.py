@@ -194,6 +194,7 @@ def train(model: ConstantPatchModel, data, config, progress) -> History:
         diffraction, offsets_xy = data.gather(group_ids)
         return _batch_loss(parameters, probe, diffraction, offsets_xy, scale, training)
 
+    training_started = time.perf_counter()
     for epoch in range(n_epochs):
         started = time.perf_counter()
         batches = data.epoch_batches(epoch)
@@ -220,4 +221,6 @@ def train(model: ConstantPatchModel, data, config, progress) -> History:
             metrics["val_loss"] = val_loss
         records.append(EpochRecord(epoch, train_loss, val_loss, learning_rate, time.perf_counter() - started))
         progress(ProgressEvent("epoch", epoch, n_epochs, len(batches), len(batches), metrics))
+        if training.max_seconds is not None and time.perf_counter() - training_started >= training.max_seconds:
+            break
     return History(tuple(records))

@@ -1,0 +1,190 @@
+"""Benchmark: reconstruction quality of an unseen scan against training wall time.
+
+Run from the repository root::
+
+    .venv/bin/python bench/time_to_quality.py                       # every backend, gridsize 1 and 2, 10 min each
+    .venv/bin/python bench/time_to_quality.py --backends pytorch --gridsize 1 --minutes 3 --out ttq
+    .venv/bin/python bench/time_to_quality.py --quick               # a one-minute smoke run
+
+For each backend and gridsize: simulate a 'lines' training scan (N = 64, 1e9 photons,
+``--n-train`` positions) and an unseen test scan of another object (``--n-test``
+positions), train from the core's initial weights with ``training.max_seconds`` as the
+budget, and keep a copy of the weights every ``--snapshot-seconds`` of training (a copy
+costs milliseconds and is not training time). After training, every snapshot
+reconstructs the test scan and is scored against its truth (SSIM with the truth's data
+range, after amplitude scaling and phase offset/ramp removal: ptychopinn_core.evaluation).
+The final model's prediction + stitching of the test scan is timed after a warm-up.
+
+Prints ONE JSON object (machine, versions, settings, per run the quality-vs-time curve,
+the first time both SSIMs reach ``--target``, inference time) and writes it with the
+curve PNG to ``--out``. Nothing is asserted; see docs/benchmarks.md for the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from benchlib import machine_info
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _settings(args) -> dict[str, object]:
+    return {key: value for key, value in vars(args).items() if key not in ("out", "overrides")} | {
+        "overrides": list(args.overrides)
+    }
+
+
+def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, object]:
+    from ptychopinn_core import workflow
+    from ptychopinn_core.config import Config, parse_assignments
+    from ptychopinn_core.evaluation import evaluate
+    from ptychopinn_core.model.bundle import ModelBundle, make_manifest
+    from ptychopinn_core.model.parameters import initial_weights, parameter_specs
+    from ptychopinn_core.model.state import History
+    from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+
+    config = Config().with_overrides({
+        "model.gridsize": gridsize,
+        "training.epochs": 100_000,
+        "training.early_stopping_patience": None,
+        "training.max_seconds": args.minutes * 60.0,
+        "training.seed": args.seed,
+    })
+    if args.overrides:
+        config = config.with_overrides(parse_assignments(args.overrides))
+    data = prepare_training_data(train_scan, config)
+    state = prepare_model_state(train_scan, config)
+    model = backend.build_model(config, state, initial_weights(parameter_specs(config.model), args.seed))
+
+    snapshots: list[dict[str, object]] = []
+    started = time.perf_counter()
+    copying = 0.0  # seconds spent copying weights, subtracted from the training clock
+    epochs: list[dict[str, float]] = []
+
+    def snapshot(epoch: int, step: int) -> None:
+        nonlocal copying
+        begin = time.perf_counter()
+        snapshots.append({"training_s": begin - started - copying, "epoch": epoch, "step": step,
+                          "weights": model.get_weights(), "state": model.state})
+        copying += time.perf_counter() - begin
+
+    def progress(event) -> None:
+        if event.stage == "epoch":
+            epochs.append({"epoch": event.epoch, **event.metrics})
+            return
+        elapsed = time.perf_counter() - started - copying
+        last = snapshots[-1]["training_s"] if snapshots else 0.0
+        if elapsed - last >= args.snapshot_seconds:
+            snapshot(event.epoch, event.step)
+
+    snapshot(0, 0)  # the untrained network: the floor every curve starts from
+    backend.train(model, data, config, progress)
+    training_s = time.perf_counter() - started - copying
+    snapshot(len(epochs) - 1, data.steps_per_epoch)
+
+    manifest = make_manifest(config.training.mode, backend.name, backend.info.framework, "bench")
+    curve = []
+    for point in snapshots:
+        bundle = ModelBundle(manifest=manifest, config=config, weights=point["weights"], state=point["state"],
+                             history=History())
+        recon = workflow.reconstruct(bundle, test_scan, backend)
+        metrics = evaluate(recon, test_scan.object, test_scan.positions_px)
+        curve.append({
+            "training_s": round(point["training_s"], 2), "epoch": point["epoch"], "step": point["step"],
+            **{f"{part}_{key}": metrics[part][key] for part in ("amplitude", "phase") for key in ("ssim", "frc50")},
+        })
+    final = ModelBundle(manifest=manifest, config=config, weights=snapshots[-1]["weights"],
+                        state=snapshots[-1]["state"], history=History())
+    workflow.reconstruct(final, test_scan, backend)  # warm-up: tracing, kernels
+    begin = time.perf_counter()
+    workflow.reconstruct(final, test_scan, backend)
+    inference_s = time.perf_counter() - begin
+    reached = next((p["training_s"] for p in curve
+                    if p["amplitude_ssim"] >= args.target and p["phase_ssim"] >= args.target), None)
+    return {
+        "backend": backend.name,
+        "framework_version": backend.entry.framework_version,
+        "gridsize": gridsize,
+        "config": config.to_dict(),
+        "train_groups": data.n_train,
+        "epochs": len(epochs),
+        "training_s": round(training_s, 2),
+        "train_patterns_per_s": round(len(epochs) * data.n_train * config.model.group_size / training_s, 2),
+        "seconds_to_target": reached,
+        "final": curve[-1],
+        "best_amplitude_ssim": max(p["amplitude_ssim"] for p in curve),
+        "best_phase_ssim": max(p["phase_ssim"] for p in curve),
+        "inference_s": round(inference_s, 3),
+        "inference_patterns_per_s": round(test_scan.n_positions / inference_s, 1),
+        "loss_per_epoch": epochs,
+        "curve": curve,
+    }
+
+
+def _figure(runs: list[dict[str, object]], target: float, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from ptychopinn_core.figures import save_png
+
+    figure = Figure(figsize=(8, 4.5), layout="constrained")
+    axes = figure.subplots()
+    for index, run in enumerate(runs):
+        minutes = [point["training_s"] / 60 for point in run["curve"]]
+        label = f"{run['backend']}, gridsize {run['gridsize']}"
+        axes.plot(minutes, [p["amplitude_ssim"] for p in run["curve"]], "-o", color=f"C{index}", markersize=3,
+                  label=f"{label}: amplitude")
+        axes.plot(minutes, [p["phase_ssim"] for p in run["curve"]], "--s", color=f"C{index}", markersize=3,
+                  label=f"{label}: phase")
+    axes.axhline(target, color="gray", linewidth=0.8, linestyle=":")
+    axes.set_xlabel("training wall time (min)")
+    axes.set_ylabel("SSIM on the unseen scan")
+    axes.set_ylim(-0.05, 1.0)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    axes.set_title("Time to quality")
+    save_png(figure, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", help="comma-separated backend names (default: every installed one)")
+    parser.add_argument("--gridsize", type=int, action="append", help="repeatable (default: 1 and 2)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training wall-time budget per run")
+    parser.add_argument("--n-train", type=int, default=2000, help="training positions")
+    parser.add_argument("--n-test", type=int, default=500, help="positions of the unseen test scan")
+    parser.add_argument("--snapshot-seconds", type=float, default=60.0, help="training time between snapshots")
+    parser.add_argument("--target", type=float, default=0.9, help="SSIM goal for amplitude and phase")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="configuration override (repeatable), e.g. --set model.n_filters_scale=1")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 256/64 positions, 0.25 min per run")
+    parser.add_argument("--out", type=Path, default=Path("time-to-quality"), help="folder for JSON and PNG")
+    args = parser.parse_args()
+    if args.quick:
+        args.minutes, args.n_train, args.n_test, args.snapshot_seconds = 0.25, 256, 64, 5.0
+
+    from ptychopinn_core.atomic import atomic_write
+    from ptychopinn_core.backends import BackendRegistry
+    from ptychopinn_core.simulation import make_demo_scan
+
+    registry = BackendRegistry.discover()
+    names = args.backends.split(",") if args.backends else [e.name for e in registry.entries() if e.ok]
+    gridsizes = args.gridsize or [1, 2]
+    train_scan = make_demo_scan(args.n_train, 64, seed=args.seed + 1)
+    test_scan = make_demo_scan(args.n_test, 64, seed=args.seed + 2)
+    runs = [_run(registry.get(name), gridsize, train_scan, test_scan, args) for name in names for gridsize in gridsizes]
+    report = {"benchmark": "time_to_quality", "machine": machine_info(), "settings": _settings(args), "runs": runs}
+    args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(args.out / "time_to_quality.json", "w") as handle:
+        handle.write(json.dumps(report, indent=2, default=float) + "\n")
+    _figure(runs, args.target, args.out / "time_to_quality.png")
+    print(json.dumps(report, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
