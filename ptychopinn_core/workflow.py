@@ -167,4 +167,5 @@ def config_for_scan(config: Config, scan: ScanData) -> Config:
         scan.pattern_size,
         config.model.pattern_size,
     )
-    return config.with_overrides({"model.pattern_size": scan.pattern_size})
+    source = f"{scan.meta.get('source_file') or 'the scan'} (its {scan.pattern_size} x {scan.pattern_size} patterns)"
+    return config.with_overrides({"model.pattern_size": scan.pattern_size}, source=source)
