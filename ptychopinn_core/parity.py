@@ -7,7 +7,7 @@ number is held to and why (:data:`PARITY_TOLERANCES`):
 ``physics``
     Each backend's physics steps (:class:`~ptychopinn_core.backends.PhysicsOps`) against
     the numpy reference, float32 in, float64 reference, held to the conformance kit's
-    tolerances (:data:`ptychopinn_core.testing.TOLERANCES`, 1e-6).
+    tolerances (:data:`ptychopinn_core.physics.checks.TOLERANCES`, 1e-6).
 ``forward``
     Patches and predicted amplitude of one batch, backend against backend, from the
     same canonical weights; in float32 and in float64 (``execution.precision="64"``).
@@ -48,7 +48,7 @@ from ptychopinn_core.config import Config
 from ptychopinn_core.data.scan import ScanData
 from ptychopinn_core.model.bundle import ModelBundle, make_manifest, read_bundle, write_bundle
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
-from ptychopinn_core.testing.conformance import PHYSICS_OPS, TOLERANCES, physics_case, relative_error
+from ptychopinn_core.physics.checks import PHYSICS_OPS, TOLERANCES, physics_case, relative_error
 from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
 
 __all__ = [

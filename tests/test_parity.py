@@ -28,7 +28,7 @@ _REAL = sorted(entry.name for entry in _REGISTRY.entries() if entry.ok and entry
 needs_two = pytest.mark.skipif(len(_REAL) < 2, reason="needs two installed backends")
 
 STEPS = 20
-BATCH = 4
+BATCH = 8
 CASES = parity_cases((1, 2), ("pinn", "supervised"))
 
 
