@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter (INFO/WARNING) on stderr would bury our one-line
     # errors; its own errors still show. A user's explicit setting wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # OpenMP threads (torch on CPU) spin while they wait for each other; on a CPU shared
+    # with other work they wait for descheduled siblings, and training ran 2-4x slower
+    # (docs/benchmarks.md). Sleeping instead costs microseconds per parallel region.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         result = cli.main(args=args, prog_name="ptychopinn", standalone_mode=False)
     except click.exceptions.Exit as stop:
