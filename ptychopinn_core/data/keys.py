@@ -25,6 +25,7 @@ __all__ = [
     "META_CONTRACT_VERSION",
     "META_MEASUREMENT",
     "META_CONVERSIONS",
+    "META_SOURCE",
     "META_SOURCE_FILE",
     "META_NPHOTONS",
     "MEASUREMENT_AMPLITUDE",
@@ -71,6 +72,7 @@ FIELD_KEYS: dict[str, str] = {
 META_CONTRACT_VERSION = "contract_version"  # int, written by write_scan
 META_MEASUREMENT = "measurement"  # "amplitude" after reading; a file may declare "counts"
 META_CONVERSIONS = "conversions"  # list[str]: what the reader changed, in order
+META_SOURCE = "source"  # the format a scan was imported from (tike, ptychodus, ...)
 META_SOURCE_FILE = "source_file"  # name of the file the scan was last read from
 META_NPHOTONS = "nphotons"  # expected photons per pattern (simulations), optional
 

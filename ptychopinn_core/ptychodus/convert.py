@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 #: ``meta`` key naming where a scan came from, and its value for Ptychodus input.
-META_SOURCE = "source"
+META_SOURCE = keys.META_SOURCE
 SOURCE_PTYCHODUS = "ptychodus"
 #: ``meta`` key of the Ptychodus geometry the scan was converted with (metres, eV).
 META_GEOMETRY = "ptychodus_geometry"

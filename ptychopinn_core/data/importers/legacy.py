@@ -33,7 +33,6 @@ from ptychopinn_core.data.scan import ScanData
 __all__ = ["FORMAT_LEGACY", "read_legacy"]
 
 FORMAT_LEGACY = "ptychopinn-legacy"
-META_SOURCE = "source"
 # What read_scan writes in meta["conversions"] when it took the square root of counts.
 _SQRT_NOTE = "sqrt applied to photon counts"
 
@@ -95,7 +94,7 @@ def read_legacy(
     else:
         height, width = scan.object.shape
         record.object_frame = {"kind": "objectGuess", "height_px": height, "width_px": width}
-    meta.setdefault(META_SOURCE, FORMAT_LEGACY)
+    meta.setdefault(keys.META_SOURCE, FORMAT_LEGACY)
     meta[keys.META_CONVERSIONS] = conversions
     meta[META_IMPORT] = record.to_json()
     return dataclasses.replace(scan, meta=meta, **changes)

@@ -45,8 +45,6 @@ __all__ = ["DATA", "FORMAT_TIKE", "PROBE", "SCAN", "TIKE_KEYS", "read_tike"]
 FORMAT_TIKE = "tike"
 DATA, SCAN, PROBE = "data", "scan", "probe"
 TIKE_KEYS: tuple[str, ...] = (DATA, SCAN, PROBE)
-#: ``meta`` key naming the source format (the same key as the Ptychodus adapter's).
-META_SOURCE = "source"
 
 
 def read_tike(
@@ -130,7 +128,7 @@ def read_tike(
         f"{margin_px} px margin, not a ground truth)",
     ]
     meta = {
-        META_SOURCE: FORMAT_TIKE,
+        keys.META_SOURCE: FORMAT_TIKE,
         keys.META_SOURCE_FILE: Path(file).name,
         keys.META_CONVERSIONS: conversions,
         META_OBJECT_ROLE: OBJECT_ROLE_FRAME,
