@@ -103,10 +103,6 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-class _Stop(Exception):
-    """Raised from the progress callback to end training at an epoch boundary."""
-
-
 def timed_training(backend, model, data, config, *, seconds: float | None = None,
                    epochs: int | None = None) -> list[dict[str, float]]:
     """Train ``model`` and time each epoch; stop at the first epoch end past a budget.
@@ -116,7 +112,8 @@ def timed_training(backend, model, data, config, *, seconds: float | None = None
     backend, model, data, config
         As for ``Backend.train`` (``config.training.epochs`` is the upper bound).
     seconds : float, optional
-        Wall-time budget: training ends at the first epoch end after it.
+        Wall-time budget (``training.max_seconds``): training ends at the first epoch
+        end after it.
     epochs : int, optional
         Stop after this many epochs.
 
@@ -127,9 +124,14 @@ def timed_training(backend, model, data, config, *, seconds: float | None = None
         since the call for the first epoch, which carries tracing or Lightning's
         start-up) and the epoch's metrics (``train_loss``, ``val_loss``, ...).
     """
+    overrides: dict[str, Any] = {}
+    if seconds is not None:
+        overrides["training.max_seconds"] = seconds
+    if epochs is not None:
+        overrides["training.epochs"] = min(epochs, config.training.epochs)
+    config = config.with_overrides(overrides) if overrides else config
     records: list[dict[str, float]] = []
-    started = time.perf_counter()
-    epoch_started = started
+    epoch_started = time.perf_counter()
 
     def progress(event) -> None:
         nonlocal epoch_started
@@ -138,11 +140,6 @@ def timed_training(backend, model, data, config, *, seconds: float | None = None
         now = time.perf_counter()
         records.append({"epoch": event.epoch, "seconds": now - epoch_started, **event.metrics})
         epoch_started = now
-        if (seconds is not None and now - started >= seconds) or (epochs is not None and len(records) >= epochs):
-            raise _Stop
 
-    try:
-        backend.train(model, data, config, progress)
-    except _Stop:
-        pass
+    backend.train(model, data, config, progress)
     return records

@@ -46,9 +46,9 @@ import numpy as np
 
 from ptychopinn_core.config import Config
 from ptychopinn_core.data.scan import ScanData
-from ptychopinn_core.model.bundle import ModelBundle, make_manifest, read_bundle, write_bundle
+from ptychopinn_core.model.bundle import ModelBundle, read_bundle, write_bundle
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
-from ptychopinn_core.physics.checks import PHYSICS_OPS, TOLERANCES, physics_case, relative_error
+from ptychopinn_core.physics.checks import PHYSICS_OPS, TOLERANCES, Tolerance, physics_case, relative_error
 from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
 
 __all__ = [
@@ -62,14 +62,6 @@ __all__ = [
 
 #: Groups in the batch that the forward, loss and gradient levels compare.
 BATCH_GROUPS = 8
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """A relative-error bound (None: reported, not held) and why it is that value."""
-
-    relative: float | None
-    reason: str
 
 
 #: Every tolerance of the parity report, in one place. Errors are norm-wise relative
@@ -340,31 +332,28 @@ def _training_level(
     report: ParityReport, backends: Mapping[str, Any], scan: ScanData, base: Config, case: ParityCase, steps: int,
     precision: str,
 ) -> dict[str, ModelBundle]:
-    """``steps`` optimisation steps per backend from the same weights; the trained bundles."""
+    """``steps`` optimisation steps per backend from the same weights; the trained bundles.
+
+    :func:`ptychopinn_core.workflow.train` starts every backend from the core's initial
+    weights, normalisation, grouping and batch order, so the runs differ only by backend.
+    """
+    from ptychopinn_core.workflow import train
+
     config = _case_config(base, case, precision, steps, scan.n_positions)
     bits = precision if precision == "64" else "32"
     label = f"{case.label}, {_precision_name(precision)}"
-    state = prepare_model_state(scan, config)
-    data = prepare_training_data(scan, config)
-    weights = initial_weights(parameter_specs(config.model), config.training.seed)
     curves: dict[str, list[float]] = {}
     bundles: dict[str, ModelBundle] = {}
     for name, backend in backends.items():
-        model = backend.build_model(config, state, weights)
         losses: list[float] = []
 
         def record(event, losses=losses) -> None:
             if event.stage == "batch":
                 losses.append(float(event.metrics["train_loss"]))
 
-        history, seconds = _timed(lambda: backend.train(model, data, config, record))
+        bundles[name], seconds = _timed(lambda: train(scan, config, backend, record))
         report._time(name, f"training ({steps} steps, {_precision_name(precision)})", seconds)
         curves[name] = losses
-        info = backend.info
-        manifest = make_manifest(config.training.mode, name, info.framework, backend.entry.framework_version or "unknown")
-        bundles[name] = ModelBundle(
-            manifest=manifest, config=config, weights=model.get_weights(), state=model.state, history=history
-        )
     report.curves[label] = curves
     for first, second in _pairs(list(backends)):
         report._add("training", f"loss curve ({steps} steps)", label, f"{second} vs {first}",

@@ -30,9 +30,9 @@ CONFORMANCE_SEED = 20240611
 
 @dataclass(frozen=True)
 class Tolerance:
-    """A relative-error bound and why it is that value."""
+    """A relative-error bound (None: reported, not held) and why it is that value."""
 
-    relative: float
+    relative: float | None
     reason: str
 
 
