@@ -4,6 +4,13 @@ Frameworks ship their own versions (Keras ``ReduceLROnPlateau``, torch
 ``ReduceLROnPlateau``) with different thresholds and cooldown rules; with the logic
 here both backends change the learning rate and stop at the same epoch for the same
 losses, which the parity tests rely on.
+
+"Improved" is relative to the loss's distance from its floor (:func:`loss_floor`), not
+to the loss itself: the Poisson NLL drops its constant ``lgamma(y + 1)`` (docs/physics.md,
+Losses), so at 1e9 photons it sits near -4e6 while an epoch improves it by tens. A
+test relative to ``|loss|`` then saw plateaus everywhere after a few epochs, halved the
+learning rate down to its minimum and stopped training early (docs/benchmarks.md,
+"Time to quality"); relative to ``loss - floor`` it means the same at any dose.
 """
 
 from __future__ import annotations
@@ -11,17 +18,51 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ptychopinn_core.config import TrainingConfig
+from ptychopinn_core.physics.losses import pinn_loss
+from ptychopinn_core.training_data import TrainingData
 
-__all__ = ["PlateauSchedule", "EarlyStopping", "RELATIVE_IMPROVEMENT"]
+__all__ = ["PlateauSchedule", "EarlyStopping", "RELATIVE_IMPROVEMENT", "loss_floor"]
 
-#: A loss counts as improved when it is below ``best * (1 - RELATIVE_IMPROVEMENT)``:
-#: relative, so it means the same for Poisson NLLs of any dose.
+#: A loss counts as improved when it is below ``best - (best - floor) * RELATIVE_IMPROVEMENT``.
 RELATIVE_IMPROVEMENT = 1e-4
+#: Groups per chunk when :func:`loss_floor` walks the data (bounded memory).
+_FLOOR_CHUNK = 512
 
 
-def _improved(loss: float, best: float) -> bool:
-    return math.isfinite(loss) and (not math.isfinite(best) or loss < best - abs(best) * RELATIVE_IMPROVEMENT)
+def _improved(loss: float, best: float, floor: float) -> bool:
+    if not math.isfinite(loss):
+        return False
+    return not math.isfinite(best) or loss < best - abs(best - floor) * RELATIVE_IMPROVEMENT
+
+
+def loss_floor(data: TrainingData, training: TrainingConfig) -> float:
+    """The monitored loss of a perfect prediction on these data: the loss with ``A_hat = X_n``.
+
+    Monitored is the validation loss when there is a validation split, else the training
+    loss, both means over all their groups (docs/physics.md, Losses); this is the same
+    mean with the prediction equal to the measurement, which no model can go below (the
+    Poisson term is smallest at ``I_hat = y``, the MAE is then 0). Supervised losses
+    are MAEs, whose floor is 0. Computed in float64 with the numpy reference.
+
+    Parameters
+    ----------
+    data : TrainingData
+    training : TrainingConfig
+        ``mode``, ``nll_weight`` and ``mae_weight``.
+    """
+    if training.mode != "pinn":
+        return 0.0
+    groups = data.validation_groups if data.n_validation else data.train_groups
+    total = 0.0
+    for start in range(0, groups.size, _FLOOR_CHUNK):
+        chunk = groups[start:start + _FLOOR_CHUNK]
+        diffraction = data.gather(chunk)[0].astype(np.float64)
+        total += chunk.size * pinn_loss(diffraction, diffraction, data.intensity_scale, training.nll_weight,
+                                        training.mae_weight)
+    return total / groups.size
 
 
 @dataclass
@@ -30,27 +71,30 @@ class PlateauSchedule:
 
     Call :meth:`step` once per epoch with the monitored loss (validation loss, or the
     training loss when there is no validation split); it returns the learning rate for
-    the next epoch, never below ``min_learning_rate``.
+    the next epoch, never below ``min_learning_rate``. ``floor``: the loss's floor
+    (:func:`loss_floor`; 0 for losses that are 0 at a perfect fit).
     """
 
     learning_rate: float
     factor: float = 0.5
     patience: int = 2
     min_learning_rate: float = 1e-4
+    floor: float = 0.0
     best: float = math.inf
     wait: int = 0
 
     @classmethod
-    def from_config(cls, training: TrainingConfig) -> PlateauSchedule:
+    def from_config(cls, training: TrainingConfig, floor: float = 0.0) -> PlateauSchedule:
         return cls(
             learning_rate=training.learning_rate,
             factor=training.lr_plateau_factor,
             patience=training.lr_plateau_patience,
             min_learning_rate=min(training.min_learning_rate, training.learning_rate),
+            floor=floor,
         )
 
     def step(self, loss: float) -> float:
-        if _improved(loss, self.best):
+        if _improved(loss, self.best, self.floor):
             self.best, self.wait = loss, 0
         else:
             self.wait += 1
@@ -64,10 +108,12 @@ class PlateauSchedule:
 class EarlyStopping:
     """Stop after ``patience`` epochs without improvement (``None``: never stop).
 
-    ``best_epoch`` tells which epoch had the best monitored loss.
+    ``best_epoch`` tells which epoch had the best monitored loss; ``floor`` as in
+    :class:`PlateauSchedule`.
     """
 
     patience: int | None = 5
+    floor: float = 0.0
     best: float = math.inf
     best_epoch: int = -1
     wait: int = 0
@@ -77,7 +123,7 @@ class EarlyStopping:
         self.history.append(loss)
         if not math.isfinite(loss):
             return True  # a diverged loss will not come back; stop rather than burn time
-        if _improved(loss, self.best):
+        if _improved(loss, self.best, self.floor):
             self.best, self.best_epoch, self.wait = loss, epoch, 0
             return False
         self.wait += 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from ptychopinn_core.config import Config
 from ptychopinn_core.schedule import EarlyStopping, PlateauSchedule
 
@@ -34,3 +36,38 @@ def test_early_stopping_stops_after_patience_and_remembers_the_best_epoch():
 def test_early_stopping_disabled_and_divergence():
     assert not any(EarlyStopping(patience=None).should_stop(e, 1.0) for e in range(20))
     assert EarlyStopping(patience=None).should_stop(0, math.nan)
+
+
+def test_improvement_is_relative_to_the_floor_not_to_the_loss():
+    # A Poisson NLL at 1e9 photons: about -4e6, improving by tens per epoch. Relative to
+    # |loss| (1e-4 * 4e6 = 400) that is a plateau; relative to loss - floor it is not.
+    floor = -3_990_000.0
+    without = PlateauSchedule(learning_rate=1.0, factor=0.5, patience=1)
+    with_floor = PlateauSchedule(learning_rate=1.0, factor=0.5, patience=1, floor=floor)
+    losses = [-3_980_000.0 - 50.0 * epoch for epoch in range(5)]
+    assert [without.step(loss) for loss in losses][-1] < 1.0
+    assert [with_floor.step(loss) for loss in losses] == [1.0] * 5
+    stopper = EarlyStopping(patience=2, floor=floor)
+    assert not any(stopper.should_stop(epoch, loss) for epoch, loss in enumerate(losses))
+
+
+def test_loss_floor_is_the_loss_of_a_perfect_prediction():
+    from ptychopinn_core.physics.losses import pinn_loss
+    from ptychopinn_core.schedule import loss_floor
+    from ptychopinn_core.simulation import make_demo_scan
+    from ptychopinn_core.training_data import prepare_training_data
+
+    config = Config().with_overrides({"model.pattern_size": 16, "model.gridsize": 2,
+                                      "training.validation_fraction": 0.25, "training.mae_weight": 0.5})
+    data = prepare_training_data(make_demo_scan(40, size=16, seed=3), config)
+    diffraction = data.gather(data.validation_groups)[0].astype(float)
+    expected = pinn_loss(diffraction, diffraction, data.intensity_scale, 1.0, 0.5)
+    assert loss_floor(data, config.training) == pytest.approx(expected, rel=1e-12)
+    # Any other prediction costs more: the floor is a lower bound of the monitored loss.
+    assert pinn_loss(diffraction * 1.01, diffraction, data.intensity_scale, 1.0, 0.5) > expected
+    assert loss_floor(data, config.with_overrides({"training.mode": "supervised"}).training) == 0.0
+    no_split = prepare_training_data(make_demo_scan(40, size=16, seed=3),
+                                     config.with_overrides({"training.validation_fraction": 0.0}))
+    everything = no_split.gather(no_split.train_groups)[0].astype(float)
+    assert loss_floor(no_split, config.training) == pytest.approx(
+        pinn_loss(everything, everything, no_split.intensity_scale, 1.0, 0.5), rel=1e-12)

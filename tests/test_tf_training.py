@@ -24,7 +24,7 @@ training = pytest.importorskip("ptychopinn_tf.training")
 
 from ptychopinn_core.config import Config  # noqa: E402
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs  # noqa: E402
-from ptychopinn_core.schedule import PlateauSchedule  # noqa: E402
+from ptychopinn_core.schedule import PlateauSchedule, loss_floor  # noqa: E402
 from ptychopinn_core.simulation.scan import make_demo_scan  # noqa: E402
 from ptychopinn_core.training_data import prepare_model_state, prepare_training_data  # noqa: E402
 from ptychopinn_tf.model import PinnModel  # noqa: E402
@@ -61,8 +61,9 @@ def test_history_follows_the_core_batches_and_schedule() -> None:
         assert len(losses) == len(batches) and sizes[-1] < sizes[0], "the case must have a partial last batch"
         assert record.train_loss == pytest.approx(np.average(losses, weights=sizes), rel=1e-12)
         assert record.val_loss is not None and math.isfinite(record.val_loss)
-    # The learning rates are the core's PlateauSchedule stepped on the validation losses.
-    schedule = PlateauSchedule.from_config(config.training)
+    # The learning rates are the core's PlateauSchedule stepped on the validation losses,
+    # improvements measured from the data's loss floor.
+    schedule = PlateauSchedule.from_config(config.training, floor=loss_floor(data, config.training))
     expected = [config.training.learning_rate]
     for record in history.epochs[:-1]:
         expected.append(schedule.step(record.val_loss))

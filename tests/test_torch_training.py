@@ -26,7 +26,7 @@ pytest.importorskip("lightning")
 
 from ptychopinn_core.config import Config  # noqa: E402
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs  # noqa: E402
-from ptychopinn_core.schedule import PlateauSchedule  # noqa: E402
+from ptychopinn_core.schedule import PlateauSchedule, loss_floor  # noqa: E402
 from ptychopinn_core.simulation.scan import make_demo_scan  # noqa: E402
 from ptychopinn_core.training_data import prepare_model_state, prepare_training_data  # noqa: E402
 from ptychopinn_torch.model import PinnModel  # noqa: E402
@@ -147,7 +147,7 @@ def test_plateau_schedule_and_early_stopping_are_the_cores() -> None:
     model, data = _setup(config)
     history = train_model(model, data, config, lambda event: None)
     assert len(history.epochs) == 4  # epoch 0 sets the best, 1..3 do not improve: stop
-    schedule = PlateauSchedule.from_config(config.training)
+    schedule = PlateauSchedule.from_config(config.training, floor=loss_floor(data, config.training))
     expected_rates = []
     for record in history.epochs:
         expected_rates.append(schedule.learning_rate)

@@ -45,7 +45,7 @@ import tensorflow as tf
 from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
 from ptychopinn_core.config import Config, ExecutionConfig, TrainingConfig
 from ptychopinn_core.model.state import EpochRecord, History
-from ptychopinn_core.schedule import EarlyStopping, PlateauSchedule
+from ptychopinn_core.schedule import EarlyStopping, PlateauSchedule, loss_floor
 from ptychopinn_tf.model import PinnModel
 
 __all__ = ["train_model"]
@@ -254,8 +254,9 @@ def _validation_loss(worker, data, evaluate, supervised: bool) -> float:
 
 def _fit(worker, data, training: TrainingConfig, train_step, evaluate, optimizer, supervised, progress) -> History:
     n_epochs = training.epochs
-    schedule = PlateauSchedule.from_config(training)
-    stopping = EarlyStopping(patience=training.early_stopping_patience)
+    floor = loss_floor(data, training)
+    schedule = PlateauSchedule.from_config(training, floor=floor)
+    stopping = EarlyStopping(patience=training.early_stopping_patience, floor=floor)
     learning_rate = schedule.learning_rate
     records = []
     training_started = time.perf_counter()

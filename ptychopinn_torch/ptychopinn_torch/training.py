@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
 from ptychopinn_core.config import Config, ExecutionConfig
 from ptychopinn_core.model.state import EpochRecord, History
-from ptychopinn_core.schedule import EarlyStopping, PlateauSchedule
+from ptychopinn_core.schedule import EarlyStopping, PlateauSchedule, loss_floor
 from ptychopinn_core.training_data import TrainingData
 from ptychopinn_torch.model import PinnModel
 
@@ -196,6 +196,9 @@ class PinnSystem(L.LightningModule):
     lr_plateau_patience : int
     min_learning_rate : float
     early_stopping_patience : int or None
+    loss_floor : float
+        The monitored loss's floor (:func:`ptychopinn_core.schedule.loss_floor`): plateaus
+        and early stopping measure improvements relative to ``loss - loss_floor``.
     max_seconds : float or None
         Stop at the first epoch end after this many seconds of training (rank 0's clock).
     n_epochs : int
@@ -219,6 +222,7 @@ class PinnSystem(L.LightningModule):
         lr_plateau_patience: int,
         min_learning_rate: float,
         early_stopping_patience: int | None,
+        loss_floor: float,
         max_seconds: float | None,
         n_epochs: int,
         steps_per_epoch: int,
@@ -234,8 +238,9 @@ class PinnSystem(L.LightningModule):
             factor=lr_plateau_factor,
             patience=lr_plateau_patience,
             min_learning_rate=min(min_learning_rate, learning_rate),
+            floor=loss_floor,
         )
-        self.early_stopping = EarlyStopping(patience=early_stopping_patience)
+        self.early_stopping = EarlyStopping(patience=early_stopping_patience, floor=loss_floor)
         self.history: list[EpochRecord] = []
         self.stopped = False  # early stopping fired (kept across a resume)
         self._skip_epoch = False
@@ -455,6 +460,7 @@ def train_model(model: PinnModel, data: TrainingData, config: Config, progress: 
         lr_plateau_patience=training.lr_plateau_patience,
         min_learning_rate=training.min_learning_rate,
         early_stopping_patience=training.early_stopping_patience,
+        loss_floor=loss_floor(data, training),
         max_seconds=training.max_seconds,
         n_epochs=training.epochs,
         steps_per_epoch=data.steps_per_epoch,
