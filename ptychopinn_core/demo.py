@@ -43,7 +43,7 @@ class DemoSettings:
     epochs: int
     n_filters_scale: int
     gridsize: int = 1
-    batch_size: int = 16
+    batch_size: int = 8
     pattern_size: int = 64
     nphotons: float = 1e9
     seed: int = 0

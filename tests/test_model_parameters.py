@@ -62,9 +62,10 @@ def test_parameter_count_n64_matches_hand_formula(gridsize, scale, trainable_sca
 
 
 def test_default_parameter_count_is_the_documented_number():
-    # N = 64, g = 1, n_filters_scale = 2: the number docs/bundle.md quotes.
-    assert count_parameters(parameter_specs(ModelConfig())) == 2_252_098
-    assert count_parameters(parameter_specs(ModelConfig(gridsize=2))) == hand_count_n64(4, 2) == 2_257_288
+    # N = 64, g = 1: the numbers docs/bundle.md quotes (default n_filters_scale 1, and 2).
+    assert count_parameters(parameter_specs(ModelConfig())) == 563_874
+    assert count_parameters(parameter_specs(ModelConfig(n_filters_scale=2))) == 2_252_098
+    assert count_parameters(parameter_specs(ModelConfig(gridsize=2))) == hand_count_n64(4, 1) == 566_472
 
 
 def test_names_and_order_for_n64():
@@ -94,7 +95,7 @@ def test_n_levels_rejects_sizes_without_an_8x8_bottleneck(bad):
 
 
 def test_canonical_layout_is_hwio():
-    specs = {spec.name: spec for spec in parameter_specs(ModelConfig(pattern_size=64, gridsize=2))}
+    specs = {spec.name: spec for spec in parameter_specs(ModelConfig(pattern_size=64, gridsize=2, n_filters_scale=2))}
     assert specs["encoder.0.conv0.kernel"].shape == (3, 3, 4, 64)
     assert specs["encoder.0.conv0.bias"].shape == (64,)
     assert specs["decoder_phase.0.conv0.kernel"].shape == (3, 3, 256, 128)

@@ -9,10 +9,10 @@ keys are the same in every group, and each maps to one field of
 key                 Config field                 default
 ==================  ===========================  ==========================================
 Epochs              training.epochs              Config default (50)
-BatchSize           training.batch_size          Config default (16)
+BatchSize           training.batch_size          Config default (8)
 LearningRate        training.learning_rate       Config default (1e-3)
 GridSize            model.gridsize               Config default (1)
-NumFiltersScale     model.n_filters_scale        Config default (2)
+NumFiltersScale     model.n_filters_scale        Config default (1)
 NumPhotons          data.nphotons                0 = measured: mean total counts per
                                                  training pattern (after bad pixels)
 ValidationFraction  training.validation_fraction Config default (0.05)
