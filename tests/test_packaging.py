@@ -59,10 +59,14 @@ def test_backend_trees_mirror_each_other():
 def test_wheels_and_extras_install_only_what_they_name(tmp_path):
     """Build the three wheels, then install as a user would, from that folder.
 
-    1. the core alone: it imports (every module) and runs with no framework present;
-    2. ``ptychopinn[torch]``: the core plus the torch backend, and no TensorFlow;
-    3. ``ptychopinn[tf]`` (resolved only, ``--dry-run``): the TensorFlow backend and
-       ``tensorflow-cpu``, and no torch.
+    1. the core alone (installed for real): it imports (every module) and its command
+       runs with no framework present;
+    2. ``ptychopinn[torch]`` and ``ptychopinn[tf]`` (resolved with ``--dry-run``, which
+       reads the same metadata pip installs from): each extra brings its backend and its
+       framework, and not the other's. That each backend then works without the other
+       framework is checked in this environment by
+       :func:`test_each_backend_works_when_the_other_framework_cannot_import` (a real
+       install of torch would only copy 700 MB to show the same).
     """
     wheels = tmp_path / "wheels"
     run(
@@ -75,37 +79,84 @@ def test_wheels_and_extras_install_only_what_they_name(tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
-    pip = [python, "-m", "pip", "install", "-q", "--find-links", wheels]
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    pip = [python, "-m", "pip", "install", "-q", "--find-links", wheels]
 
-    run(pip + ["ptychopinn"], env=env)
+    # The install and the two resolutions are independent (the dry runs ignore what is
+    # installed) and mostly wait on the package index: run them side by side.
+    reports = {extra: tmp_path / f"{extra}-report.json" for extra in ("torch", "tf")}
+    extras = {"torch": ["ptychopinn[torch]", "torch==2.13.0"], "tf": ["ptychopinn[tf]"]}
+    jobs = [pip + ["ptychopinn"]] + [
+        pip + ["--dry-run", "--ignore-installed", "--report", reports[extra], *extras[extra]] for extra in extras
+    ]
+    for args, outcome in zip(jobs, run_together(jobs, env=env), strict=True):
+        assert outcome.returncode == 0, f"{args} failed:\n{outcome.stdout}\n{outcome.stderr}"
+
     assert "without frameworks" in run([python, "-c", IMPORT_ALL_CORE], env=env).stdout
     cli = env_dir / "bin" / "ptychopinn"
     assert run([cli, "--version"], env=env).stdout.strip().endswith(_core_version())
 
-    run(pip + ["ptychopinn[torch]", "torch==2.13.0"], env=env)
-    installed = _installed(python, env)
-    assert {"ptychopinn", "ptychopinn-torch", "torch", "lightning"} <= installed
-    assert not {"tensorflow", "tensorflow-cpu", "ptychopinn-tf"} & installed
-    run([python, "-c", "import ptychopinn_core, ptychopinn_torch"], env=env)
+    def resolved(extra: str) -> set[str]:
+        return {canonicalize_name(item["metadata"]["name"]) for item in json.loads(reports[extra].read_text())["install"]}
 
-    report = tmp_path / "tf-report.json"
-    run(
-        [python, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed",
-         "--report", report, "--find-links", wheels, "ptychopinn[tf]"],
-        env=env,
-    )
-    to_install = {
-        canonicalize_name(item["metadata"]["name"])
-        for item in json.loads(report.read_text())["install"]
-    }
-    assert {"ptychopinn", "ptychopinn-tf", "tensorflow-cpu"} <= to_install
-    assert not {"torch", "ptychopinn-torch", "lightning"} & to_install
+    assert {"ptychopinn", "ptychopinn-torch", "torch", "lightning"} <= resolved("torch")
+    assert not {"tensorflow", "tensorflow-cpu", "ptychopinn-tf"} & resolved("torch")
+    assert {"ptychopinn", "ptychopinn-tf", "tensorflow-cpu"} <= resolved("tf")
+    assert not {"torch", "ptychopinn-torch", "lightning"} & resolved("tf")
 
 
-def _installed(python: Path, env: dict[str, str]) -> set[str]:
-    listing = run([python, "-m", "pip", "list", "--format", "json"], env=env).stdout
-    return {canonicalize_name(item["name"]) for item in json.loads(listing)}
+def run_together(jobs: list[list[str | Path]], **kwargs) -> list[subprocess.CompletedProcess[str]]:
+    """Run commands concurrently; their results in the same order."""
+    processes = [
+        subprocess.Popen([str(arg) for arg in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         **kwargs)
+        for args in jobs
+    ]
+    results = []
+    for args, process in zip(jobs, processes, strict=True):
+        stdout, stderr = process.communicate(timeout=900)
+        results.append(subprocess.CompletedProcess(args, process.returncode, stdout, stderr))
+    return results
+
+
+# A framework that cannot import (None in sys.modules makes `import x` raise ImportError):
+# the other backend must still import, be discovered as usable, and run a forward pass;
+# the missing one must be reported, not crash discovery.
+WITHOUT_FRAMEWORK = """
+import sys
+sys.modules[{missing!r}] = None
+import numpy as np
+from ptychopinn_core.backends import BackendRegistry
+from ptychopinn_core.config import Config
+from ptychopinn_core.model.parameters import initial_weights, parameter_specs
+from ptychopinn_core.simulation import make_demo_scan
+from ptychopinn_core.training_data import prepare_inference_inputs, prepare_model_state
+registry = BackendRegistry.discover()
+status = {{entry.name: entry.status for entry in registry.entries()}}
+assert status[{present!r}] == "ok", status
+assert status[{absent!r}] != "ok", status
+config = Config()
+scan = make_demo_scan(16, 64, seed=0)
+state = prepare_model_state(scan, config)
+model = registry.get({present!r}).build_model(config, state, initial_weights(parameter_specs(config.model), 0))
+chunk = next(iter(prepare_inference_inputs(scan, config, state, 16)))
+patches = model.predict(chunk.diffraction, chunk.offsets_xy)
+assert patches.shape == (16, 1, 64, 64) and np.all(np.isfinite(patches))
+loaded = sorted(name for name in sys.modules if name.split(".")[0] == {missing!r} and sys.modules[name] is not None)
+assert not loaded, loaded
+print("works without", {missing!r})
+"""
+
+
+@pytest.mark.parametrize(
+    ("present", "absent", "missing"),
+    [("pytorch", "tensorflow", "tensorflow"), ("tensorflow", "pytorch", "torch")],
+)
+def test_each_backend_works_when_the_other_framework_cannot_import(present, absent, missing):
+    pytest.importorskip("ptychopinn_tf" if present == "tensorflow" else "ptychopinn_torch")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    script = WITHOUT_FRAMEWORK.format(present=present, absent=absent, missing=missing)
+    assert f"works without {missing}" in run([sys.executable, "-c", script], env=env).stdout
 
 
 def _core_version() -> str:
