@@ -39,18 +39,15 @@ from benchlib import machine_info
 ALPHA = 0.1
 
 
-def far_field(psi: np.ndarray) -> np.ndarray:
-    size = psi.shape[-1]
-    return np.fft.fftshift(np.fft.fft2(psi), axes=(-2, -1)) / size
-
-
 def inverse_far_field(field: np.ndarray) -> np.ndarray:
+    """The inverse of ``ptychopinn_core.physics.forward.far_field`` (unitary, centred)."""
     size = field.shape[-1]
     return np.fft.ifft2(np.fft.ifftshift(field, axes=(-2, -1))) * size
 
 
 def single_view_patches(amplitudes: np.ndarray, probe: np.ndarray, iterations: int) -> np.ndarray:
     """Retrieve every pattern on its own; returns complex patches ``(M, N, N)``."""
+    from ptychopinn_core.physics.forward import far_field, illuminate
     from ptychopinn_core.physics.overlap import central_window_mask
 
     window = central_window_mask(amplitudes.shape[-1])
@@ -58,7 +55,7 @@ def single_view_patches(amplitudes: np.ndarray, probe: np.ndarray, iterations: i
     denominator = (1 - ALPHA) * intensity + ALPHA * intensity.max()
     patches = np.broadcast_to(0.5 * window, amplitudes.shape).astype(np.complex128)
     for _ in range(iterations):
-        exit_wave = patches * probe
+        exit_wave = illuminate(patches, probe)
         psi = inverse_far_field(amplitudes * np.exp(1j * np.angle(far_field(exit_wave))))
         patches = window * (patches + np.conj(probe) * (psi - exit_wave) / denominator)
     return patches
@@ -84,15 +81,16 @@ def main() -> None:
     chunk = next(iter(prepare_inference_inputs(scan, config, state, scan.n_positions)))
     amplitudes = chunk.diffraction[:, 0].astype(np.float64)
     crop = default_crop_size(scan.pattern_size)
+    frame = object_frame_for(scan)
     results = []
     for iterations in [int(text) for text in args.iterations.split(",")]:
         begin = time.perf_counter()
         patches = single_view_patches(amplitudes, state.probe.astype(np.complex128), iterations)
         seconds = time.perf_counter() - begin
-        stitcher = Stitcher(object_frame_for(scan), crop_size=crop, patch_size=scan.pattern_size)
+        stitcher = Stitcher(frame, crop_size=crop, patch_size=scan.pattern_size)
         stitcher.add(patches.astype(np.complex64), chunk.positions_xy[:, 0])
         metrics = evaluate(stitcher.result(), scan.object, scan.positions_px, window_px=crop,
-                           recon_frame=object_frame_for(scan))
+                           recon_frame=frame)
         results.append({
             "iterations": iterations, "seconds": round(seconds, 3),
             **{f"{part}_{key}": round(float(metrics[part][key]), 4)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ptychopinn_core.backends import ENTRY_POINT_GROUP
+from ptychopinn_core.backends import ENTRY_POINT_GROUP, BackendRegistry
 
 # Numerics hygiene for a process that holds both frameworks (Keras' own test setup does
 # the same): torch is imported before TensorFlow, whichever test file pytest collects
@@ -176,3 +176,17 @@ def make_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callab
     yield make
     for module_name in created:
         sys.modules.pop(module_name, None)
+
+
+@pytest.fixture
+def installed_backend() -> Callable[[str], object]:
+    """``installed_backend(name)``: that installed, usable backend; skips the test otherwise."""
+
+    def get(name: str):
+        registry = BackendRegistry.discover()
+        entry = next((e for e in registry.entries() if e.name == name), None)
+        if entry is None or not entry.ok:
+            pytest.skip(f"backend {name!r} is not installed")
+        return registry.get(name)
+
+    return get

@@ -34,7 +34,6 @@ if importlib.util.find_spec("torch") is not None:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ptychopinn_core import workflow  # noqa: E402
-from ptychopinn_core.backends import BackendRegistry  # noqa: E402
 from ptychopinn_core.data import read_scan, write_scan  # noqa: E402
 from ptychopinn_core.evaluation import evaluate  # noqa: E402
 from ptychopinn_core.model.bundle import ModelBundle, read_bundle  # noqa: E402
@@ -63,12 +62,6 @@ def run_cli(*arguments: str) -> subprocess.CompletedProcess:
     return result
 
 
-def installed(name: str) -> None:
-    entry = next((e for e in BackendRegistry.discover().entries() if e.name == name), None)
-    if entry is None or not entry.ok:
-        pytest.skip(f"backend {name!r} is not installed")
-
-
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("cli_integration")
@@ -88,8 +81,8 @@ def train_and_infer(backend: str, scans: dict[str, Path], folder: Path, *options
 
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
-def test_bundle_reconstructs_identically_in_a_fresh_process(backend, scans, tmp_path) -> None:
-    installed(backend)
+def test_bundle_reconstructs_identically_in_a_fresh_process(backend, scans, tmp_path, installed_backend) -> None:
+    reconstructor = installed_backend(backend)
     bundle_path, recon_path = train_and_infer(backend, scans, tmp_path, "--epochs", "2")
 
     bundle = read_bundle(bundle_path)
@@ -99,7 +92,7 @@ def test_bundle_reconstructs_identically_in_a_fresh_process(backend, scans, tmp_
 
     test_scan = read_scan(scans["test"])
     fresh = read_reconstruction(recon_path)
-    here = workflow.reconstruct(bundle, test_scan, BackendRegistry.discover().get(backend))
+    here = workflow.reconstruct(bundle, test_scan, reconstructor)
     assert fresh.object.shape == test_scan.object.shape and np.all(np.isfinite(fresh.object))
     assert fresh.meta["trained_by"] == backend
     difference = np.max(np.abs(fresh.object - here.object)) / np.max(np.abs(here.object))
@@ -107,9 +100,9 @@ def test_bundle_reconstructs_identically_in_a_fresh_process(backend, scans, tmp_
     assert difference < 1e-5
 
 
-def test_gridsize2_bundle_beats_untrained_on_an_unseen_scan(scans, tmp_path) -> None:
+def test_gridsize2_bundle_beats_untrained_on_an_unseen_scan(scans, tmp_path, installed_backend) -> None:
     backend = GRIDSIZE2_BACKEND
-    installed(backend)
+    reconstructor = installed_backend(backend)
     bundle_path, recon_path = train_and_infer(backend, scans, tmp_path, "--gridsize", "2",
                                               "--epochs", str(GRIDSIZE2_EPOCHS))
     bundle = read_bundle(bundle_path)
@@ -122,7 +115,7 @@ def test_gridsize2_bundle_beats_untrained_on_an_unseen_scan(scans, tmp_path) -> 
         manifest=bundle.manifest, config=bundle.config, state=bundle.state, history=bundle.history,
         weights=initial_weights(parameter_specs(bundle.config.model), bundle.config.training.seed),
     )
-    untrained = evaluate(workflow.reconstruct(untrained_bundle, test_scan, BackendRegistry.discover().get(backend)),
+    untrained = evaluate(workflow.reconstruct(untrained_bundle, test_scan, reconstructor),
                          test_scan.object, test_scan.positions_px)
     print(f"\n[{backend} gridsize 2, {GRIDSIZE2_EPOCHS} epochs] SSIM untrained -> trained (unseen scan)")
     for part in ("amplitude", "phase"):

@@ -28,7 +28,6 @@ if importlib.util.find_spec("torch") is not None:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ptychopinn_core import workflow  # noqa: E402
-from ptychopinn_core.backends import BackendRegistry  # noqa: E402
 from ptychopinn_core.config import Config  # noqa: E402
 from ptychopinn_core.evaluation import evaluate  # noqa: E402
 from ptychopinn_core.model.bundle import ModelBundle  # noqa: E402
@@ -45,21 +44,13 @@ SSIM_GAIN = 0.12
 
 
 @pytest.fixture(scope="module")
-def registry() -> BackendRegistry:
-    return BackendRegistry.discover()
-
-
-@pytest.fixture(scope="module")
 def scans():
     return make_demo_scan(N_TRAIN, 64, seed=1), make_demo_scan(N_TEST, 64, seed=2)  # unseen test object
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
-def test_defaults_learn_clearly_in_a_short_run(backend_name, registry, scans) -> None:
-    entry = next((e for e in registry.entries() if e.name == backend_name), None)
-    if entry is None or not entry.ok:
-        pytest.skip(f"backend {backend_name!r} is not installed")
-    backend = registry.get(backend_name)
+def test_defaults_learn_clearly_in_a_short_run(backend_name, scans, installed_backend) -> None:
+    backend = installed_backend(backend_name)
     train_scan, test_scan = scans
     config = Config().with_overrides({
         "training.epochs": EPOCHS,
