@@ -158,7 +158,7 @@ def make_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callab
     def make(
         name: str,
         *,
-        requires: Iterable[str] = ("ptychopinn",),
+        requires: Iterable[str] = ("ptychopinn-core",),
         entry_points: Mapping[str, str] | None = None,
         modules: Mapping[str, str] | None = None,
         version: str = "0.1.0",

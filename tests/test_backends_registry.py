@@ -109,11 +109,11 @@ def test_empty_group_lists_nothing_and_names_the_pip_commands():
 @pytest.mark.parametrize(
     ("name", "command"),
     [
-        ("pytorch", 'pip install "ptychopinn[torch]"'),
-        ("torch", 'pip install "ptychopinn[torch]"'),
-        ("PyTorch", 'pip install "ptychopinn[torch]"'),
-        ("tensorflow", 'pip install "ptychopinn[tf]"'),
-        ("TF", 'pip install "ptychopinn[tf]"'),
+        ("pytorch", 'pip install "ptychopinn-core[torch]"'),
+        ("torch", 'pip install "ptychopinn-core[torch]"'),
+        ("PyTorch", 'pip install "ptychopinn-core[torch]"'),
+        ("tensorflow", 'pip install "ptychopinn-core[tf]"'),
+        ("TF", 'pip install "ptychopinn-core[tf]"'),
     ],
 )
 def test_known_backend_not_installed_is_an_import_error_naming_pip(name, command):
@@ -201,8 +201,9 @@ RAISES_IF_IMPORTED = "raise RuntimeError('this module must never be imported by 
 
 @pytest.mark.parametrize(
     "requires",
-    [["numpy>=1.26"], [], ['ptychopinn; extra == "ptycho"']],
-    ids=["other-dependency", "no-dependency", "core-only-as-extra"],
+    [["numpy>=1.26"], [], ['ptychopinn-core; extra == "ptycho"'], ["ptychopinn>=2"]],
+    # ptychopinn: the published PtychoPINN's distribution (packages ptycho, ptycho_torch), not our core.
+    ids=["other-dependency", "no-dependency", "core-only-as-extra", "published-ptychopinn"],
 )
 def test_foreign_entry_point_is_not_imported(make_distribution, requires):
     make_distribution("foreign-plugin", requires=requires, entry_points={"foreign": "foreign_plugin_module"},
@@ -215,7 +216,7 @@ def test_foreign_entry_point_is_not_imported(make_distribution, requires):
 
 def test_same_module_is_imported_when_the_distribution_requires_the_core(make_distribution):
     # The control of the test above: only the requirement differs, and now it is imported.
-    make_distribution("our-plugin", requires=["ptychopinn>=0.1"], entry_points={"ours": "our_plugin_module"},
+    make_distribution("our-plugin", requires=["ptychopinn-core>=0.1"], entry_points={"ours": "our_plugin_module"},
                       modules={"our_plugin_module": RAISES_IF_IMPORTED})
     registry, _ = discover_quietly()
     entry = by_name(registry)["ours"]
@@ -225,7 +226,7 @@ def test_same_module_is_imported_when_the_distribution_requires_the_core(make_di
 def test_depends_on_core_reads_requirements():
     import importlib.metadata
 
-    assert depends_on_core(importlib.metadata.distribution("ptychopinn"))
+    assert depends_on_core(importlib.metadata.distribution("ptychopinn-core"))
     assert not depends_on_core(importlib.metadata.distribution("numpy"))
     assert not depends_on_core(None)
 

@@ -296,7 +296,8 @@ def test_future_format_version(written):
     path, _ = written
     manifest = member_json(path, MANIFEST_MEMBER) | {"format_version": 2}
     rewrite(path, {MANIFEST_MEMBER: json_bytes(manifest)})
-    assert_bundle_error(path, MANIFEST_MEMBER, "format_version 2", "upgrade ptychopinn")
+    assert_bundle_error(path, MANIFEST_MEMBER, "format_version 2",
+                        "upgrade ptychopinn-core (pip install --upgrade ptychopinn-core)")
 
 
 @pytest.mark.parametrize("member", MEMBERS)

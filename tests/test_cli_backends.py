@@ -51,7 +51,7 @@ def test_selecting_pytorch_when_not_installed_prints_the_install_command():
     result = run_cli(["backends", "--check", "pytorch", "--entry-point-group", EMPTY_GROUP])
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: backend 'pytorch' is not installed; install it with: pip install \"ptychopinn[torch]\""
+        "error: backend 'pytorch' is not installed; install it with: pip install \"ptychopinn-core[torch]\""
     )
 
 
@@ -86,8 +86,8 @@ def test_table_names_the_known_backends_that_are_missing(cli, fake_backend, monk
                         lambda group: [ep for ep in real(group=group) if ep.dist.metadata["Name"] == "ptychopinn-fake"])
     code, out, _ = cli("backends")
     assert code == 0
-    assert 'not installed: pytorch (pip install "ptychopinn[torch]")' in out
-    assert 'not installed: tensorflow (pip install "ptychopinn[tf]")' in out
+    assert 'not installed: pytorch (pip install "ptychopinn-core[torch]")' in out
+    assert 'not installed: tensorflow (pip install "ptychopinn-core[tf]")' in out
 
 
 def test_json_with_no_backend_is_empty_and_fails(cli):
@@ -129,7 +129,7 @@ def test_check_fails_with_one_error_line(cli, fake_backend, name, message):
 def test_check_resolves_aliases(cli):
     code, _, err = cli("backends", "--check", "TF", "--entry-point-group", EMPTY_GROUP)
     assert code == 1
-    expected = "error: backend 'tensorflow' is not installed; install it with: pip install \"ptychopinn[tf]\""
+    expected = "error: backend 'tensorflow' is not installed; install it with: pip install \"ptychopinn-core[tf]\""
     assert err.strip() == expected
 
 

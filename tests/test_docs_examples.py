@@ -130,7 +130,7 @@ def test_every_document_has_examples_that_run():
 def test_bash_extraction_joins_continuations_and_drops_what_is_not_run():
     text = (
         "intro\n\n```bash\n"
-        "pip install ptychopinn\n"
+        "pip install ptychopinn-core\n"
         "# a comment\n"
         "ptychopinn train --backend torch \\\n    --epochs 1\n"
         "ptychopinn-ptychodus  # doc-test: skip\n"

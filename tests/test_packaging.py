@@ -61,9 +61,9 @@ def test_wheels_and_extras_install_only_what_they_name(tmp_path):
 
     1. the core alone (installed for real): it imports (every module) and its command
        runs with no framework present;
-    2. ``ptychopinn[torch]`` and ``ptychopinn[tf]`` (resolved with ``--dry-run``, which
-       reads the same metadata pip installs from): each extra brings its backend and its
-       framework, and not the other's. That each backend then works without the other
+    2. ``ptychopinn-core[torch]`` and ``ptychopinn-core[tf]`` (resolved with ``--dry-run``,
+       which reads the same metadata pip installs from): each extra brings its backend and
+       its framework, and not the other's. That each backend then works without the other
        framework is checked in this environment by
        :func:`test_each_backend_works_when_the_other_framework_cannot_import` (a real
        install of torch would only copy 700 MB to show the same).
@@ -74,7 +74,7 @@ def test_wheels_and_extras_install_only_what_they_name(tmp_path):
          REPO, REPO / "ptychopinn_tf", REPO / "ptychopinn_torch"]
     )
     built = sorted(p.name.split("-")[0] for p in wheels.glob("*.whl"))
-    assert built == ["ptychopinn", "ptychopinn_tf", "ptychopinn_torch"]
+    assert built == ["ptychopinn_core", "ptychopinn_tf", "ptychopinn_torch"]
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
@@ -85,8 +85,8 @@ def test_wheels_and_extras_install_only_what_they_name(tmp_path):
     # The install and the two resolutions are independent (the dry runs ignore what is
     # installed) and mostly wait on the package index: run them side by side.
     reports = {extra: tmp_path / f"{extra}-report.json" for extra in ("torch", "tf")}
-    extras = {"torch": ["ptychopinn[torch]", "torch==2.13.0"], "tf": ["ptychopinn[tf]"]}
-    jobs = [pip + ["ptychopinn"]] + [
+    extras = {"torch": ["ptychopinn-core[torch]", "torch==2.13.0"], "tf": ["ptychopinn-core[tf]"]}
+    jobs = [pip + ["ptychopinn-core"]] + [
         pip + ["--dry-run", "--ignore-installed", "--report", reports[extra], *extras[extra]] for extra in extras
     ]
     for args, outcome in zip(jobs, run_together(jobs, env=env), strict=True):
@@ -99,9 +99,9 @@ def test_wheels_and_extras_install_only_what_they_name(tmp_path):
     def resolved(extra: str) -> set[str]:
         return {canonicalize_name(item["metadata"]["name"]) for item in json.loads(reports[extra].read_text())["install"]}
 
-    assert {"ptychopinn", "ptychopinn-torch", "torch", "lightning"} <= resolved("torch")
+    assert {"ptychopinn-core", "ptychopinn-torch", "torch", "lightning"} <= resolved("torch")
     assert not {"tensorflow", "tensorflow-cpu", "ptychopinn-tf"} & resolved("torch")
-    assert {"ptychopinn", "ptychopinn-tf", "tensorflow-cpu"} <= resolved("tf")
+    assert {"ptychopinn-core", "ptychopinn-tf", "tensorflow-cpu"} <= resolved("tf")
     assert not {"torch", "ptychopinn-torch", "lightning"} & resolved("tf")
 
 

@@ -108,7 +108,7 @@ def test_hook_module_is_installed_for_real_in_ptychodus_plugins():
     if direct_url:
         assert not json.loads(direct_url).get("dir_info", {}).get("editable", False)
     requirements = " ".join(distribution.requires or [])
-    assert "ptychopinn" in requirements and "ptychodus<1.8,>=1.7" in requirements.replace(" ", "")
+    assert "ptychopinn-core" in requirements.split() and "ptychodus<1.8,>=1.7" in requirements.replace(" ", "")
 
 
 def test_a_path_entry_cannot_replace_the_installed_file():

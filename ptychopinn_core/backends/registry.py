@@ -88,14 +88,15 @@ logger = logging.getLogger(__name__)
 
 #: The entry-point group backends register in; shared with other Ptychodus plugins.
 ENTRY_POINT_GROUP = "ptychodus.reconstructors"
-#: The core's distribution name; a backend distribution must require it.
-CORE_DISTRIBUTION = "ptychopinn"
+#: The core's distribution name; a backend distribution must require it. (Not
+#: "ptychopinn": that name belongs to the published PtychoPINN, packages ptycho/ptycho_torch.)
+CORE_DISTRIBUTION = "ptychopinn-core"
 #: Backends this project publishes -> the pip command that installs each (the xarray
 #: pattern of known-but-missing engines: selecting one that is absent says what to run).
 KNOWN_BACKENDS: Mapping[str, str] = MappingProxyType(
     {
-        "tensorflow": 'pip install "ptychopinn[tf]"',
-        "pytorch": 'pip install "ptychopinn[torch]"',
+        "tensorflow": 'pip install "ptychopinn-core[tf]"',
+        "pytorch": 'pip install "ptychopinn-core[torch]"',
     }
 )
 #: Other spellings accepted by :meth:`BackendRegistry.get` -> canonical name.
@@ -187,7 +188,7 @@ def depends_on_core(distribution: importlib.metadata.Distribution | None) -> boo
     """Whether a distribution is the core or requires it unconditionally.
 
     Only such distributions' entry points in the shared group are imported. A
-    requirement behind an extra (``ptychopinn; extra == "x"``) does not count: the
+    requirement behind an extra (``ptychopinn-core; extra == "x"``) does not count: the
     distribution works without the core, so its entry point is not ours.
     """
     if distribution is None:

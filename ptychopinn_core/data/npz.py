@@ -350,7 +350,7 @@ class _ArchiveReader:
         if version > keys.CONTRACT_VERSION:
             raise self.error(
                 f"written with data contract version {version}, newer than the supported "
-                f"version {keys.CONTRACT_VERSION}; upgrade ptychopinn",
+                f"version {keys.CONTRACT_VERSION}; upgrade ptychopinn-core",
                 keys.META,
             )
         declared = meta.get(keys.META_MEASUREMENT)

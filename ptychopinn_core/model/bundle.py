@@ -174,8 +174,8 @@ def _check_manifest_format(manifest: Any) -> None:
         raise ValueError(f"invalid format_version: expected an integer >= 1, received format_version={version!r}")
     if version > BUNDLE_FORMAT_VERSION:
         raise ValueError(
-            f"bundle format_version {version} is newer than this ptychopinn {CORE_VERSION} can read "
-            f"(up to version {BUNDLE_FORMAT_VERSION}): upgrade ptychopinn (pip install --upgrade ptychopinn)"
+            f"bundle format_version {version} is newer than this ptychopinn-core {CORE_VERSION} can read "
+            f"(up to version {BUNDLE_FORMAT_VERSION}): upgrade ptychopinn-core (pip install --upgrade ptychopinn-core)"
         )
 
 

@@ -21,7 +21,7 @@ hook
 launcher
     ``ptychopinn-ptychodus``: install the hook, then run Ptychodus' own ``main``.
 
-Ptychodus is an optional dependency (``pip install "ptychopinn[ptychodus]"``): importing
+Ptychodus is an optional dependency (``pip install "ptychopinn-core[ptychodus]"``): importing
 ``ptychopinn_core`` never imports it, and this package's ``__init__`` imports nothing.
 The submodules import ``ptychodus.api`` (and ``hook``/``launcher`` ``ptychodus.model``
 inside their functions); none imports a framework.

@@ -280,7 +280,7 @@ class PINNReconstructor(TrainableReconstructor):
         training_losses, _ = losses_from_history(bundle.history)
         comment = (
             f"PtychoPINN: reconstructed by {self.key} (backend {self._backend.name}, model trained by "
-            f"{bundle.manifest['backend']} in mode {bundle.manifest['mode']}, ptychopinn {__version__})"
+            f"{bundle.manifest['backend']} in mode {bundle.manifest['mode']}, ptychopinn-core {__version__})"
         )
         product = output_product(parameters.product, recon.object, training_losses, comment)
         yield ReconstructOutput(product=product, progress=scan.n_positions, status=0)

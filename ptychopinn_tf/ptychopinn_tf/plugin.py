@@ -30,7 +30,7 @@ def ptychopinn_backend_info() -> BackendInfo:
         framework="tensorflow",
         framework_distributions=("tensorflow", "tensorflow-cpu"),
         framework_module="tensorflow",
-        install_hint='pip install "ptychopinn[tf]"',
+        install_hint='pip install "ptychopinn-core[tf]"',
         capabilities=Capabilities(
             modes={"pinn", "supervised"},
             devices={"cpu", "gpu"},

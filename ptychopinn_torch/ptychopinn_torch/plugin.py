@@ -43,7 +43,7 @@ def ptychopinn_backend_info() -> BackendInfo:
         framework="torch",
         framework_distributions=("torch",),
         framework_module="torch",
-        install_hint='pip install "ptychopinn[torch]"',
+        install_hint='pip install "ptychopinn-core[torch]"',
         capabilities=Capabilities(
             modes={"pinn", "supervised"},
             devices={"cpu", "gpu"},

@@ -20,7 +20,7 @@ exactly as the Ptychodus reconstructor adapter converts its input
 geometry (+ ``N//2 - (N-1)/2`` px, the window-centre convention), probe mode 0 without
 OPR, object layer 0 as ``objectGuess`` (its grid is the object frame).
 
-Needs the ``ptychodus`` package (``pip install "ptychopinn[ptychodus]"``).
+Needs the ``ptychodus`` package (``pip install "ptychopinn-core[ptychodus]"``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ PRODUCT_FILE = "product.h5"
 OBJECT_ROLE_PRODUCT = "ptychodus product object"
 _PATTERNS = "patterns"
 _PRODUCT_MARKERS = ("object", "probe", "probe_position_x_m")
-_INSTALL_HINT = 'reading Ptychodus files needs the ptychodus package: pip install "ptychopinn[ptychodus]"'
+_INSTALL_HINT = 'reading Ptychodus files needs the ptychodus package: pip install "ptychopinn-core[ptychodus]"'
 
 
 def ptychodus_file_kind(path: str | os.PathLike[str]) -> str | None:
