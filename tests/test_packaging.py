@@ -1,5 +1,6 @@
-"""The three distributions install the way users install them, and the core stays
-free of TensorFlow and torch."""
+"""The three distributions install the way users install them, the core stays free of
+TensorFlow and torch, and it installs beside the published PtychoPINN (distribution
+``ptychopinn``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from packaging.utils import canonicalize_name
+
+from conftest import FAKE_BACKEND_ROOT
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("tensorflow", "torch", "lightning", "keras")
@@ -68,11 +71,7 @@ def test_wheels_and_extras_install_only_what_they_name(tmp_path):
        :func:`test_each_backend_works_when_the_other_framework_cannot_import` (a real
        install of torch would only copy 700 MB to show the same).
     """
-    wheels = tmp_path / "wheels"
-    run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", wheels,
-         REPO, REPO / "ptychopinn_tf", REPO / "ptychopinn_torch"]
-    )
+    wheels = build_wheels(tmp_path / "wheels", REPO, REPO / "ptychopinn_tf", REPO / "ptychopinn_torch")
     built = sorted(p.name.split("-")[0] for p in wheels.glob("*.whl"))
     assert built == ["ptychopinn_core", "ptychopinn_tf", "ptychopinn_torch"]
 
@@ -103,6 +102,114 @@ def test_wheels_and_extras_install_only_what_they_name(tmp_path):
     assert not {"tensorflow", "tensorflow-cpu", "ptychopinn-tf"} & resolved("torch")
     assert {"ptychopinn-core", "ptychopinn-tf", "tensorflow-cpu"} <= resolved("tf")
     assert not {"torch", "ptychopinn-torch", "lightning"} & resolved("tf")
+
+
+# A stand-in for the published PtychoPINN (hoidn/PtychoPINN): its distribution name and
+# its import package, nothing else (the real one pulls in TensorFlow and torch). The real
+# one declares no entry point; this one declares one in our group whose module raises if
+# imported, to show that a distribution NAMED ptychopinn is not taken for our core.
+STAND_IN = {
+    "pyproject.toml": """
+[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "ptychopinn"
+version = "2.0.0"
+description = "Stand-in for the published PtychoPINN (import package ptycho)"
+
+[project.entry-points."ptychodus.reconstructors"]
+published = "ptycho.plugin"
+
+[tool.setuptools]
+packages = ["ptycho"]
+""",
+    "ptycho/__init__.py": '"""Stand-in for the published PtychoPINN."""\n',
+    "ptycho/plugin.py": "raise RuntimeError('the registry must not import the published PtychoPINN')\n",
+}
+
+# Both import, each from its own distribution.
+BOTH_IMPORT = """
+import importlib.metadata as metadata
+import ptycho, ptychopinn_core
+assert metadata.version("ptychopinn") == "2.0.0"
+assert metadata.version("ptychopinn-core") == ptychopinn_core.__version__
+print("both import")
+"""
+
+
+@pytest.mark.slow
+def test_core_installs_beside_the_published_ptychopinn(tmp_path, fake_backend_ok_site):
+    """The core (``ptychopinn-core``) and a distribution named ``ptychopinn`` with the
+    package ``ptycho`` (the published PtychoPINN's names) install into one venv in either
+    order, and neither removes the other: the rename of issue 21.
+
+    In one venv: the stand-in, then our core wheel; then the stand-in is uninstalled (our
+    core stays) and installed again after ours. ``pip show -f`` tells the two apart (the
+    CHANGELOG's migration note relies on it). Then ``ptychopinn backends`` lists a backend
+    that requires ``ptychopinn-core`` (the test fake) and skips the stand-in's entry point.
+    The venv sees the base interpreter's site-packages, so the core's dependencies that are
+    there already are not installed again.
+    """
+    stand_in = tmp_path / "stand-in"
+    for name, text in STAND_IN.items():
+        (stand_in / name).parent.mkdir(parents=True, exist_ok=True)
+        (stand_in / name).write_text(text.lstrip(), encoding="utf-8")
+    folders = {REPO: tmp_path / "core-wheel", stand_in: tmp_path / "stand-in-wheel"}
+    builds = [[sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", folder, project]
+              for project, folder in folders.items()]
+    for args, outcome in zip(builds, run_together(builds), strict=True):
+        assert outcome.returncode == 0, f"{args} failed:\n{outcome.stdout}\n{outcome.stderr}"
+    (core_wheel,), (stand_in_wheel,) = (list(folder.glob("*.whl")) for folder in folders.values())
+
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True, system_site_packages=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    pip = [python, "-m", "pip", "--disable-pip-version-check"]
+
+    def installed() -> dict[str, list[str]]:
+        """``pip show -f`` of both names: distribution name -> its files."""
+        shown = subprocess.run([str(arg) for arg in [*pip, "show", "-f", "ptychopinn", "ptychopinn-core"]],
+                               capture_output=True, text=True, env=env, timeout=120)
+        found = {}
+        for block in shown.stdout.split("\n---\n"):
+            lines = block.splitlines()
+            name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Name:")), None)
+            if name is not None:
+                found[name] = [line.strip() for line in lines if line.startswith("  ")]
+        return found
+
+    def assert_both_installed() -> None:
+        found = installed()
+        assert sorted(found) == ["ptychopinn", "ptychopinn-core"], found
+        assert "ptycho/__init__.py" in found["ptychopinn"], found["ptychopinn"]
+        assert "ptychopinn_core/__init__.py" in found["ptychopinn-core"], found["ptychopinn-core"]
+        assert "both import" in run([python, "-c", BOTH_IMPORT], env=env).stdout
+
+    run([*pip, "install", "-q", stand_in_wheel], env=env)
+    run([*pip, "install", "-q", core_wheel], env=env)  # with its dependencies
+    assert_both_installed()
+
+    run([*pip, "uninstall", "-y", "-q", "ptychopinn"], env=env)
+    assert sorted(installed()) == ["ptychopinn-core"]
+    run([*pip, "install", "-q", stand_in_wheel], env=env)
+    assert_both_installed()
+
+    # Discovery: a backend that requires ptychopinn-core is found; the stand-in's entry
+    # point is skipped without its module being imported (that would make it "broken").
+    with_fake = dict(env, PYTHONPATH=os.pathsep.join([str(fake_backend_ok_site), str(FAKE_BACKEND_ROOT)]))
+    listing = json.loads(run([env_dir / "bin" / "ptychopinn", "backends", "--json"], env=with_fake).stdout)
+    status = {entry["name"]: (entry["distribution"], entry["status"]) for entry in listing["backends"]}
+    assert status == {"numpyfake": ("ptychopinn-fake", "ok")}, listing
+
+
+def build_wheels(folder: Path, *projects: Path, isolated: bool = True) -> Path:
+    """``pip wheel`` the projects into ``folder`` (no dependencies); returns ``folder``."""
+    isolation = [] if isolated else ["--no-build-isolation"]
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", folder, *projects])
+    return folder
 
 
 def run_together(jobs: list[list[str | Path]], **kwargs) -> list[subprocess.CompletedProcess[str]]:
