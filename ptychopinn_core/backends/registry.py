@@ -518,7 +518,7 @@ class BackendRegistry:
         if missing:
             problems.append(f"missing hook(s) {', '.join(missing)}")
         if unknown:
-            problems.append(f"unknown hook(s) {', '.join(unknown)} (is ptychopinn older than the backend?)")
+            problems.append(f"unknown hook(s) {', '.join(unknown)} (is ptychopinn-core older than the backend?)")
         return "; ".join(problems)
 
     def _call_one(self, plugin: object, hook_name: str, **kwargs: Any) -> Any:
