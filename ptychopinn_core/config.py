@@ -32,6 +32,7 @@ __all__ = [
     "ExecutionConfig",
     "InferenceConfig",
     "ModelConfig",
+    "RefineConfig",
     "TrainingConfig",
 ]
 
@@ -145,6 +146,26 @@ class InferenceConfig(_Section):
     )
 
 
+class RefineConfig(_Section):
+    """Physics refinement of a reconstruction: object (and probe) fitted to the data (physics.md §10)."""
+
+    iterations: int = Field(
+        50, ge=0, description="Passes over all positions after the network; 0: the network's object as it is."
+    )
+    batch_size: int = Field(32, ge=1, description="Positions per step (bounds memory, not the result's scale).")
+    step_size: float = Field(0.02, gt=0, description="Adam step size of the object.")
+    step_decay: float = Field(
+        0.9, gt=0, le=1, description="Both step sizes are multiplied by this after every iteration."
+    )
+    loss: Literal["amplitude", "poisson"] = Field(
+        "amplitude", description="amplitude: squared amplitude error; poisson: the training's Poisson NLL."
+    )
+    probe: bool = Field(False, description="Refine the probe too (real data, where the probe is a guess).")
+    probe_delay: int = Field(5, ge=0, description="Object-only iterations before the probe is refined.")
+    probe_step_size: float = Field(0.01, gt=0, description="Adam step size of the probe.")
+    seed: int = Field(0, ge=0, description="Seeds the order in which positions are visited.")
+
+
 class ExecutionConfig(_Section):
     """Where and how the work runs; backends read what they support."""
 
@@ -191,6 +212,7 @@ class Config(_Section):
     data: DataConfig = DataConfig()
     training: TrainingConfig = TrainingConfig()
     inference: InferenceConfig = InferenceConfig()
+    refine: RefineConfig = RefineConfig()
     execution: ExecutionConfig = ExecutionConfig()
 
     # -- construction -------------------------------------------------------------

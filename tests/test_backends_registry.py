@@ -79,6 +79,11 @@ def ptychopinn_build_model(config, state, weights):
 def ptychopinn_train(model, data, config, progress):
     return None
 """,
+    "ptychopinn_refiner": """
+@hookimpl
+def ptychopinn_refiner(problem, config):
+    return None
+""",
 }
 
 
@@ -375,7 +380,7 @@ def test_every_hook_is_firstresult_and_documented():
     manager = pluggy.PluginManager("ptychopinn")
     manager.add_hookspecs(BackendHookSpec)
     assert set(HOOK_NAMES) == {"ptychopinn_backend_info", "ptychopinn_devices", "ptychopinn_physics_ops",
-                               "ptychopinn_build_model", "ptychopinn_train"}
+                               "ptychopinn_build_model", "ptychopinn_train", "ptychopinn_refiner"}
     for name in HOOK_NAMES:
         caller = getattr(manager.hook, name)
         assert caller.spec.opts["firstresult"], name

@@ -15,6 +15,7 @@ from ptychopinn_core.backends.contract import (
     Capabilities,
     ForwardResult,
     PhysicsOps,
+    Refiner,
     ProgressCallback,
     ProgressEvent,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "Capabilities",
     "ForwardResult",
     "PhysicsOps",
+    "Refiner",
     "ProgressCallback",
     "ProgressEvent",
     # registry

@@ -10,7 +10,10 @@ describe backends without importing any framework.
   core's canonical weights (:mod:`ptychopinn_core.model.parameters`).
 - :class:`PhysicsOps` is the backend's own implementation of each physics step, numpy
   in, numpy out, checked against :mod:`ptychopinn_core.physics` by the conformance kit.
-- :class:`ProgressEvent` is what ``ptychopinn_train`` reports while it trains.
+- :class:`Refiner` is what ``ptychopinn_refiner`` returns: the object (and probe) of a
+  reconstruction fitted to the data (:mod:`ptychopinn_core.refine`), checked against the
+  core's numpy reference by the conformance kit.
+- :class:`ProgressEvent` is what ``ptychopinn_train`` and a refiner report while they work.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ if TYPE_CHECKING:  # only for annotations: describing a backend imports nothing 
 
     from ptychopinn_core.config import Config
     from ptychopinn_core.model.state import ModelState
+    from ptychopinn_core.refine.problem import Observer, RefineResult
 
 __all__ = [
     "ALLOWED_DEVICES",
@@ -39,6 +43,7 @@ __all__ = [
     "PhysicsOps",
     "ProgressCallback",
     "ProgressEvent",
+    "Refiner",
 ]
 
 #: Training modes a backend may support (``config.training.mode``).
@@ -423,4 +428,43 @@ class PhysicsOps(Protocol):
         self, predicted_amplitude: np.ndarray, observed_amplitude: np.ndarray, intensity_scale: float
     ) -> float:
         """:func:`ptychopinn_core.physics.losses.amplitude_mae` (a float)."""
+        ...
+
+
+@runtime_checkable
+class Refiner(Protocol):
+    """A backend's refinement of one :class:`~ptychopinn_core.refine.RefineProblem`
+    (``ptychopinn_refiner``), numpy in and numpy out.
+
+    It computes exactly :mod:`ptychopinn_core.refine.reference` (docs/physics.md §10): the
+    same loss, gradients, Adam rule and order of positions.
+    """
+
+    def loss_and_gradients(
+        self, obj: np.ndarray, probe: np.ndarray, indices: np.ndarray
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """The loss of the positions ``indices`` and ``dL/dRe + i dL/dIm`` of object and probe.
+
+        Parameters
+        ----------
+        obj : ndarray, complex, shape ``problem.object_shape``
+        probe : ndarray, complex, shape (N, N)
+        indices : ndarray, int, shape (B,)
+            Positions of one step.
+        """
+        ...
+
+    def run(
+        self,
+        obj: np.ndarray,
+        probe: np.ndarray,
+        progress: ProgressCallback | None = None,
+        observe: Observer | None = None,
+    ) -> RefineResult:
+        """Refine from ``obj`` and ``probe`` for ``settings.iterations`` iterations.
+
+        ``progress`` receives a ``"batch"`` event after every step and an ``"epoch"``
+        event after every iteration (metric ``loss``); ``observe(iteration, obj, probe)``
+        is called after every iteration when given.
+        """
         ...

@@ -36,9 +36,10 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from ptychopinn_core.backends.contract import BackendInfo, BackendModel, PhysicsOps, ProgressCallback
+    from ptychopinn_core.backends.contract import BackendInfo, BackendModel, PhysicsOps, ProgressCallback, Refiner
     from ptychopinn_core.config import Config
     from ptychopinn_core.model.state import History, ModelState
+    from ptychopinn_core.refine.problem import RefineProblem
     from ptychopinn_core.training_data import TrainingData
 
 __all__ = ["PROJECT_NAME", "HOOK_NAMES", "BackendHookSpec", "hookimpl", "hookspec"]
@@ -169,6 +170,32 @@ class BackendHookSpec:
         -------
         History
             One :class:`~ptychopinn_core.model.state.EpochRecord` per completed epoch.
+
+        Notes
+        -----
+        The first result wins (``firstresult=True``).
+        """
+
+    @hookspec(firstresult=True)
+    def ptychopinn_refiner(self, problem: RefineProblem, config: Config) -> Refiner:
+        """Build a refiner: the object (and probe) of a reconstruction fitted to the data.
+
+        Called by ``ptychopinn infer`` (after the network), ``ptychopinn refine``, the demo
+        and Ptychodus' reconstructors. The refiner computes
+        :mod:`ptychopinn_core.refine.reference` with the framework's autodiff; a backend
+        without one may return :class:`~ptychopinn_core.refine.NumpyRefiner`.
+
+        Parameters
+        ----------
+        problem : RefineProblem
+            Patterns, positions on the object frame, scales, settings and the order of
+            positions, prepared by the core.
+        config : Config
+            ``config.execution`` decides the device and precision.
+
+        Returns
+        -------
+        Refiner
 
         Notes
         -----

@@ -58,6 +58,7 @@ from ptychopinn_core.backends.contract import (
     PhysicsOps,
     ProgressCallback,
     ProgressEvent,
+    Refiner,
 )
 from ptychopinn_core.backends.hookspec import HOOK_NAMES, PROJECT_NAME, BackendHookSpec
 
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 
     from ptychopinn_core.config import Config
     from ptychopinn_core.model.state import History, ModelState
+    from ptychopinn_core.refine.problem import RefineProblem
     from ptychopinn_core.training_data import TrainingData
 
 __all__ = [
@@ -356,6 +358,17 @@ class Backend:
                 f"backend {self.name!r}: ptychopinn_train must return a History, received {type(history).__name__}"
             )
         return history
+
+    def refiner(self, problem: RefineProblem, config: Config) -> Refiner:
+        """A refiner for ``problem`` (``ptychopinn_refiner``) on ``config.execution``'s device."""
+        self.check_config(config, training=False)
+        refiner = self._call("ptychopinn_refiner", problem=problem, config=config)
+        if not isinstance(refiner, Refiner):
+            raise TypeError(
+                f"backend {self.name!r}: ptychopinn_refiner must return a Refiner "
+                f"(loss_and_gradients, run), received {type(refiner).__name__}"
+            )
+        return refiner
 
     def _call(self, hook_name: str, **kwargs: Any) -> Any:
         result = self._registry._call_one(self._plugin, hook_name, **kwargs)

@@ -65,6 +65,23 @@ TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
             "the backend's whole forward model in float32 (illumination, FFT, modulus) against "
             "numpy in float64 on the backend's own patches: a few 1e-7 steps chained (design.md §7)",
         ),
+        "refine_gradient": Tolerance(
+            1e-5,
+            "one refinement gradient in float32 (sampling, FFT, modulus, adjoints) against the "
+            "hand-written numpy gradient: a few 1e-7 steps chained, measured ~5e-7 (amplitude loss)",
+        ),
+        "refine_gradient_poisson": Tolerance(
+            1e-3,
+            "the Poisson gradient 2 s^2 A (1 - y / (I + eps)) cancels where the prediction fits: "
+            "float32 keeps ~7 digits of each term, so the difference keeps fewer; measured ~7e-5",
+        ),
+        "refine_gradient_64": Tolerance(1e-10, "the same gradient in float64: measured ~1e-15 (amplitude), ~1e-13 (Poisson)"),
+        "refine_run": Tolerance(
+            1e-4,
+            "the refined object after a few iterations in float32 (amplitude loss, probe refined): "
+            "Adam divides by sqrt(v), so rounding is carried into every step; measured ~3e-7 after 3",
+        ),
+        "refine_run_64": Tolerance(1e-8, "the same in float64: measured 1e-15 (torch), 5e-9 (TensorFlow's fused kernels)"),
         "prediction_repeat": Tolerance(
             1e-6,
             "the same weights and inputs run twice, or in batches of another size: frameworks may "

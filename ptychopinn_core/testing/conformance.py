@@ -19,7 +19,9 @@ What is checked: the description (info, capabilities), building from the core's
 initial weights, exact weight round trips (get/set and through a bundle file), each
 physics step against the numpy reference (:data:`TOLERANCES`), the forward pass
 against the numpy forward model, chunked prediction, and that a short training run
-lowers the loss and reports progress. A check is skipped only through capabilities
+lowers the loss and reports progress; refinement: gradients and a few iterations against
+the numpy reference (:mod:`ptychopinn_core.refine.reference`), progress, bad inputs, and
+that it improves a perturbed object. A check is skipped only through capabilities
 (e.g. supervised training when ``"supervised" not in capabilities.modes``), never by
 backend name. Every check takes seconds on a CPU.
 """
@@ -73,6 +75,7 @@ __all__ = [
     "relative_error",
     "small_config",
     "small_scan",
+    "refine_start",
 ]
 
 
@@ -150,6 +153,28 @@ def _training_loss(model: BackendModel, data: Any, config: Config, group_ids: np
         config.training.nll_weight,
         config.training.mae_weight,
     )
+
+
+def _error_up_to_global_phase(actual: np.ndarray, truth: np.ndarray) -> float:
+    """Relative error after the complex factor that fits ``actual`` to ``truth``: far-field
+    data cannot tell an object from one multiplied by ``exp(i phi)``."""
+    actual = np.asarray(actual, dtype=np.complex128)
+    factor = np.vdot(actual, truth) / np.vdot(actual, actual)
+    return relative_error(factor * actual, truth)
+
+
+def refine_start(scan: ScanData, problem: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A start object half way between the flat start and the truth, and the model's probe.
+
+    The truth is scaled by the factor that fits its predicted amplitudes to the data, so it
+    is the refinement's minimiser up to noise (:func:`ptychopinn_core.refine.fitted_truth`).
+    """
+    from ptychopinn_core.physics.probe_model import normalise_probe
+    from ptychopinn_core.refine import fitted_truth, flat_start
+
+    probe = normalise_probe(scan.probe).astype(np.complex64)
+    truth = fitted_truth(problem, scan.object, probe)
+    return (0.5 * truth + 0.5 * flat_start(problem, probe)).astype(np.complex64), probe
 
 
 # -- the kit -----------------------------------------------------------------------------
@@ -402,3 +427,101 @@ class BackendConformanceTests:
             return sum(supervised_mae(model.predict(diffraction, offsets), data.gather_truth(train_ids)))
 
         self._train_and_check(backend, model, data, config, error)
+
+    # -- refinement --------------------------------------------------------------------
+
+    @pytest.fixture
+    def refine_config(self, config: Config) -> Config:
+        return config.with_overrides(
+            {"refine.iterations": 3, "refine.batch_size": 6, "refine.probe": True, "refine.probe_delay": 1}
+        )
+
+    def _refine_problem(self, scan: ScanData, config: Config):
+        from ptychopinn_core.refine import RefineProblem
+        from ptychopinn_core.workflow import object_frame_for
+
+        return RefineProblem.for_scan(scan, object_frame_for(scan), config)
+
+    def _precisions(self, backend: Backend) -> list[str]:
+        return [precision for precision in ("32", "64") if precision in backend.info.capabilities.precisions]
+
+    @pytest.mark.parametrize("loss", ["amplitude", "poisson"])
+    def test_refiner_gradients_match_numpy_reference(
+        self, backend: Backend, scan: ScanData, refine_config: Config, loss: str
+    ) -> None:
+        from ptychopinn_core.refine import NumpyRefiner
+
+        for precision in self._precisions(backend):
+            config = refine_config.with_overrides({"refine.loss": loss, "execution.precision": precision})
+            problem = self._refine_problem(scan, config)
+            obj, probe = refine_start(scan, problem)
+            indices = problem.batches(0)[0]
+            expected = NumpyRefiner(problem, "64").loss_and_gradients(obj, probe, indices)
+            actual = backend.refiner(problem, config).loss_and_gradients(obj, probe, indices)
+            key = "refine_gradient_64" if precision == "64" else (
+                "refine_gradient_poisson" if loss == "poisson" else "refine_gradient"
+            )
+            tolerance = TOLERANCES[key]
+            assert math.isclose(actual[0], expected[0], rel_tol=max(tolerance.relative, 1e-6))
+            for name, got, want in (("object", actual[1], expected[1]), ("probe", actual[2], expected[2])):
+                assert got.shape == want.shape and got.dtype.kind == "c", name
+                error = relative_error(got, want)
+                assert error <= tolerance.relative, (
+                    f"precision {precision}, {loss}: d loss / d {name} relative error {error:.2e} > "
+                    f"{tolerance.relative:.0e} ({tolerance.reason})"
+                )
+
+    def test_refiner_run_matches_numpy_reference(self, backend: Backend, scan: ScanData, refine_config: Config) -> None:
+        from ptychopinn_core.refine import NumpyRefiner
+
+        for precision in self._precisions(backend):
+            config = refine_config.with_overrides({"execution.precision": precision})
+            problem = self._refine_problem(scan, config)
+            obj, probe = refine_start(scan, problem)
+            expected = NumpyRefiner(problem, precision).run(obj, probe)
+            actual = backend.refiner(problem, config).run(obj, probe)
+            tolerance = TOLERANCES["refine_run_64" if precision == "64" else "refine_run"]
+            for name, got, want in (("object", actual.object, expected.object), ("probe", actual.probe, expected.probe)):
+                error = relative_error(got, want)
+                assert error <= tolerance.relative, f"precision {precision}: refined {name} relative error {error:.2e}"
+            assert np.allclose(actual.losses, expected.losses, rtol=max(tolerance.relative, 1e-6))
+
+    def test_refiner_reports_progress_and_observes(self, backend: Backend, scan: ScanData, refine_config: Config) -> None:
+        problem = self._refine_problem(scan, refine_config)
+        obj, probe = refine_start(scan, problem)
+        events: list[ProgressEvent] = []
+        seen: list[int] = []
+        result = backend.refiner(problem, refine_config).run(
+            obj, probe, events.append, lambda iteration, o, p: seen.append(iteration)
+        )
+        n_iterations = refine_config.refine.iterations
+        assert seen == list(range(n_iterations))
+        assert [event.epoch for event in events if event.stage == "epoch"] == list(range(n_iterations))
+        n_steps = len(problem.batches(0))
+        assert [event.step for event in events if event.stage == "batch" and event.epoch == 0] == list(range(1, n_steps + 1))
+        assert len(result.losses) == n_iterations and all(math.isfinite(loss) for loss in result.losses)
+        assert result.object.shape == obj.shape and result.probe.shape == probe.shape
+
+    def test_refiner_rejects_a_start_that_does_not_fit(self, backend: Backend, scan: ScanData, refine_config: Config) -> None:
+        problem = self._refine_problem(scan, refine_config)
+        obj, probe = refine_start(scan, problem)
+        refiner = backend.refiner(problem, refine_config)
+        with pytest.raises(ValueError, match="start object"):
+            refiner.run(obj[1:], probe)
+        with pytest.raises(ValueError, match="probe"):
+            refiner.run(obj, probe[1:, 1:])
+
+    def test_refinement_improves_a_perturbed_object(self, backend: Backend, scan: ScanData, refine_config: Config) -> None:
+        from ptychopinn_core.refine import fitted_truth, illumination
+
+        config = refine_config.with_overrides({"refine.iterations": 20, "refine.batch_size": 4, "refine.probe": False})
+        problem = self._refine_problem(scan, config)
+        obj, probe = refine_start(scan, problem)
+        truth = fitted_truth(problem, scan.object, probe)
+        light = illumination(problem, probe)
+        covered = light > 0.1 * light.max()
+        result = backend.refiner(problem, config).run(obj, probe)
+        before = _error_up_to_global_phase(obj[covered], truth[covered])
+        after = _error_up_to_global_phase(result.object[covered], truth[covered])
+        assert after < 0.1 * before, f"refinement did not approach the truth: {before:.3f} -> {after:.3f}"
+        assert result.losses[-1] < result.losses[0]

@@ -15,6 +15,7 @@ __all__ = [
     "ptychopinn_physics_ops",
     "ptychopinn_build_model",
     "ptychopinn_train",
+    "ptychopinn_refiner",
 ]
 
 #: Canonical name; equals the entry point's name in ptychopinn_tf/pyproject.toml.
@@ -72,3 +73,11 @@ def ptychopinn_train(model, data, config, progress):
     from ptychopinn_tf.training import train_model
 
     return train_model(model, data, config, progress)
+
+
+@hookimpl
+def ptychopinn_refiner(problem: RefineProblem, config: Config) -> Refiner:
+    """Refinement through this backend's physics layers (:class:`~ptychopinn_tf.refine.TensorFlowRefiner`)."""
+    from ptychopinn_tf.refine import TensorFlowRefiner
+
+    return TensorFlowRefiner(problem, config)

@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from ptychopinn_core.backends import BackendModel, PhysicsOps, ProgressCallback
+    from ptychopinn_core.backends import BackendModel, PhysicsOps, ProgressCallback, Refiner
     from ptychopinn_core.config import Config
     from ptychopinn_core.model.state import History, ModelState
+    from ptychopinn_core.refine import RefineProblem
     from ptychopinn_core.training_data import TrainingData
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ptychopinn_physics_ops",
     "ptychopinn_build_model",
     "ptychopinn_train",
+    "ptychopinn_refiner",
 ]
 
 #: Canonical name; equals the entry point's name in ptychopinn_torch/pyproject.toml.
@@ -87,3 +89,11 @@ def ptychopinn_train(model: BackendModel, data: TrainingData, config: Config, pr
     from ptychopinn_torch.training import train_model
 
     return train_model(model, data, config, progress)
+
+
+@hookimpl
+def ptychopinn_refiner(problem: RefineProblem, config: Config) -> Refiner:
+    """Refinement through this backend's physics layers (:class:`~ptychopinn_torch.refine.TorchRefiner`)."""
+    from ptychopinn_torch.refine import TorchRefiner
+
+    return TorchRefiner(problem, config)

@@ -56,3 +56,11 @@ def ptychopinn_train(model, data, config, progress):
     from ptychopinn_fake.model import train
 
     return train(model, data, config, progress)
+
+
+@hookimpl
+def ptychopinn_refiner(problem, config):
+    # A backend without autodiff refines with the core's numpy reference.
+    from ptychopinn_core.refine import NumpyRefiner
+
+    return NumpyRefiner(problem, config.execution.precision)

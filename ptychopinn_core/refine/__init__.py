@@ -1,0 +1,30 @@
+"""Refinement: a reconstruction's object (and probe) fitted to the measured patterns by the
+same far-field physics, after the network (docs/physics.md §10).
+
+- :mod:`~ptychopinn_core.refine.problem`: what is refined and in which order;
+- :mod:`~ptychopinn_core.refine.reference`: the numpy loss, analytic gradients and Adam
+  rule every backend is tested against.
+"""
+
+from ptychopinn_core.refine.problem import Observer, RefineProblem, RefineResult, flat_start
+from ptychopinn_core.refine.reference import (
+    NumpyRefiner,
+    adam_step,
+    fitted_truth,
+    illumination,
+    loss_and_gradients,
+    scatter_patches,
+)
+
+__all__ = [
+    "NumpyRefiner",
+    "Observer",
+    "RefineProblem",
+    "RefineResult",
+    "adam_step",
+    "fitted_truth",
+    "flat_start",
+    "illumination",
+    "loss_and_gradients",
+    "scatter_patches",
+]
