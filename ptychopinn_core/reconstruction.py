@@ -2,8 +2,10 @@
 
 One NPZ, no pickle::
 
-    object   complex64 (H, W)    the stitched complex object
-    meta     0-d unicode array   JSON text: {"format": "ptychopinn-reconstruction",
+    object      complex64 (H, W)    the stitched (or refined) complex object
+    probeGuess  complex64 (N, N)    optional: the probe the object goes with (refined
+                                    when refinement refined it; physics.md §10)
+    meta        0-d unicode array   JSON text: {"format": "ptychopinn-reconstruction",
                                              "format_version": 1,
                                              "frame": ObjectFrame.to_json(),
                                              "provenance": {...}}
@@ -33,6 +35,7 @@ from ptychopinn_core.physics.stitching import ObjectFrame
 
 __all__ = [
     "OBJECT_KEY",
+    "PROBE_KEY",
     "META_KEY",
     "RECONSTRUCTION_FORMAT",
     "RECONSTRUCTION_FORMAT_VERSION",
@@ -42,6 +45,7 @@ __all__ = [
 ]
 
 OBJECT_KEY = "object"
+PROBE_KEY = "probeGuess"
 META_KEY = "meta"
 RECONSTRUCTION_FORMAT = "ptychopinn-reconstruction"
 RECONSTRUCTION_FORMAT_VERSION = 1
@@ -70,11 +74,14 @@ class Reconstruction:
         Where the canvas lies; ``frame.shape == object.shape``.
     meta : dict
         JSON-serialisable provenance.
+    probe : ndarray, complex64, shape (N, N), optional
+        The probe the object goes with, when one was refined (or is to be carried on).
     """
 
     object: np.ndarray
     frame: ObjectFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    probe: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         obj = np.asarray(self.object)
@@ -102,6 +109,14 @@ class Reconstruction:
                 f"invalid reconstruction meta: expected a dict, received {type(self.meta).__name__}"
             )
         object.__setattr__(self, "object", obj.astype(np.complex64, copy=False))
+        if self.probe is not None:
+            probe = np.asarray(self.probe)
+            if probe.dtype.kind not in "fc" or probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
+                raise ValueError(
+                    "invalid reconstruction probe: expected a complex (N, N) array, "
+                    f"received shape {probe.shape} dtype {probe.dtype}"
+                )
+            object.__setattr__(self, "probe", probe.astype(np.complex64, copy=False))
 
 
 def write_reconstruction(path: str | os.PathLike[str], recon: Reconstruction) -> Path:
@@ -139,7 +154,10 @@ def write_reconstruction(path: str | os.PathLike[str], recon: Reconstruction) ->
         raise ValueError(f"invalid reconstruction meta: not JSON-serialisable ({error})") from None
     destination = Path(path)
     with atomic_write(destination, "wb") as handle:
-        np.savez(handle, **{OBJECT_KEY: recon.object, META_KEY: np.array(meta_text)})
+        arrays = {OBJECT_KEY: recon.object, META_KEY: np.array(meta_text)}
+        if recon.probe is not None:
+            arrays[PROBE_KEY] = recon.probe
+        np.savez(handle, **arrays)
     return destination
 
 
@@ -185,7 +203,9 @@ def read_reconstruction(path: str | os.PathLike[str]) -> Reconstruction:
                 )
                 raise ValueError(_where(path, key, problem))
         arrays = {}
-        for key in (OBJECT_KEY, META_KEY):
+        for key in (OBJECT_KEY, META_KEY, PROBE_KEY):
+            if key not in archive.files:
+                continue
             try:
                 arrays[key] = archive[key]
             except ValueError as error:  # object arrays need pickle: refused
@@ -234,4 +254,8 @@ def read_reconstruction(path: str | os.PathLike[str]) -> Reconstruction:
     if obj.shape != frame.shape:
         problem = f"shape {obj.shape} does not match the frame in meta, expected {frame.shape}"
         raise ValueError(_where(path, OBJECT_KEY, problem))
-    return Reconstruction(obj.astype(np.complex64, copy=False), frame, provenance)
+    probe = arrays.get(PROBE_KEY)
+    if probe is not None and (probe.dtype.kind != "c" or probe.ndim != 2 or probe.shape[0] != probe.shape[1]):
+        problem = f"expected a complex64 (N, N) probe, received shape {probe.shape} dtype {probe.dtype}"
+        raise ValueError(_where(path, PROBE_KEY, problem))
+    return Reconstruction(obj.astype(np.complex64, copy=False), frame, provenance, probe)

@@ -10,6 +10,7 @@ Python users share, so each of them trains and reconstructs in exactly one way::
     backend = BackendRegistry.discover().get("pytorch")
     bundle = workflow.train(read_scan("train.npz"), config, backend)
     recon = workflow.reconstruct(bundle, read_scan("scan.npz"), backend)
+    recon = workflow.refine(recon, read_scan("scan.npz"), config, backend)
 
 Everything framework-specific happens behind :class:`~ptychopinn_core.backends.Backend`.
 """
@@ -17,8 +18,11 @@ Everything framework-specific happens behind :class:`~ptychopinn_core.backends.B
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 from typing import Any
+
+import numpy as np
 
 from ptychopinn_core import __version__
 from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
@@ -28,15 +32,17 @@ from ptychopinn_core.data import ScanData
 from ptychopinn_core.evaluation import META_CROP_SIZE_KEY
 from ptychopinn_core.model.bundle import ModelBundle, make_manifest
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
+from ptychopinn_core.physics.probe_model import circular_probe_mask, normalise_probe
 from ptychopinn_core.physics.stitching import ObjectFrame, Stitcher, default_crop_size
 from ptychopinn_core.reconstruction import Reconstruction
+from ptychopinn_core.refine.problem import Observer, RefineProblem
 from ptychopinn_core.training_data import (
     prepare_inference_inputs,
     prepare_model_state,
     prepare_training_data,
 )
 
-__all__ = ["train", "reconstruct", "object_frame_for", "config_for_scan"]
+__all__ = ["train", "reconstruct", "refine", "refine_probe_for", "object_frame_for", "config_for_scan"]
 
 _log = logging.getLogger(__name__)
 
@@ -145,6 +151,62 @@ def reconstruct(
         "source_file": scan.meta.get("source_file"),
     }
     return Reconstruction(object=stitcher.result(), frame=frame, meta=meta)
+
+
+def refine(
+    recon: Reconstruction,
+    scan: ScanData,
+    config: Config,
+    backend: Backend,
+    *,
+    progress: ProgressCallback | None = None,
+    observe: Observer | None = None,
+) -> Reconstruction:
+    """Fit ``recon``'s object (and, with ``refine.probe``, its probe) to ``scan``'s patterns.
+
+    The start is whatever ``recon`` holds: the network's stitched object, another code's
+    reconstruction, or :func:`~ptychopinn_core.refine.flat_start`. The probe starts from
+    ``recon.probe`` when it has one, else from :func:`refine_probe_for` the scan.
+    ``config.refine`` sets the iterations and step rule, ``config.data.nphotons`` the
+    photon scale and ``config.execution`` the device and precision (physics.md §10).
+
+    Raises
+    ------
+    ValueError
+        ``recon`` is not on ``scan``'s object frame, or its probe does not fit the patterns.
+    """
+    frame = object_frame_for(scan)
+    if recon.frame != frame:
+        raise ValueError(
+            f"reconstruction frame {recon.frame.to_json()} is not the object frame of the scan "
+            f"{scan.meta.get('source_file') or ''} {frame.to_json()}: refine a reconstruction of this scan"
+        )
+    probe = recon.probe if recon.probe is not None else refine_probe_for(scan, config)
+    problem = RefineProblem.for_scan(scan, frame, config)
+    problem.check_variables(recon.object, probe)
+    if config.refine.iterations == 0:
+        return Reconstruction(object=recon.object, frame=frame, meta=dict(recon.meta), probe=probe)
+    refiner = backend.refiner(problem, config)
+    started = time.perf_counter()
+    result = refiner.run(recon.object, probe, progress, observe)
+    meta = dict(recon.meta)
+    meta["refine"] = {
+        **config.refine.model_dump(mode="json"),
+        "backend": backend.name,
+        "precision": config.execution.precision,
+        "seconds": time.perf_counter() - started,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "first_loss": result.losses[0] if result.losses else None,
+    }
+    return Reconstruction(object=result.object, frame=frame, meta=meta, probe=result.probe)
+
+
+def refine_probe_for(scan: ScanData, config: Config) -> np.ndarray:
+    """The probe refinement starts from: the scan's own, normalised as the model's (physics.md §5)."""
+    probe = scan.probe
+    if config.model.probe_mask:
+        probe = probe * circular_probe_mask(scan.pattern_size, dtype=np.float32)
+    return normalise_probe(probe).astype(np.complex64)
 
 
 def object_frame_for(scan: ScanData) -> ObjectFrame:
