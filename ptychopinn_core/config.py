@@ -150,9 +150,9 @@ class RefineConfig(_Section):
     """Physics refinement of a reconstruction: object (and probe) fitted to the data (physics.md §10)."""
 
     iterations: int = Field(
-        50, ge=0, description="Passes over all positions after the network; 0: the network's object as it is."
+        20, ge=0, description="Passes over all positions after the network; 0: the network's object as it is."
     )
-    batch_size: int = Field(32, ge=1, description="Positions per step (bounds memory, not the result's scale).")
+    batch_size: int = Field(16, ge=1, description="Positions per step: small batches converge in fewer passes; bounds memory.")
     step_size: float = Field(0.02, gt=0, description="Adam step size of the object.")
     step_decay: float = Field(
         0.9, gt=0, le=1, description="Both step sizes are multiplied by this after every iteration."
