@@ -42,7 +42,7 @@ from ptychopinn_core.training_data import (
     prepare_training_data,
 )
 
-__all__ = ["train", "reconstruct", "refine", "refine_probe_for", "object_frame_for", "config_for_scan"]
+__all__ = ["train", "reconstruct", "refine", "refine_problem", "refine_probe_for", "object_frame_for", "config_for_scan"]
 
 _log = logging.getLogger(__name__)
 
@@ -175,15 +175,8 @@ def refine(
     ValueError
         ``recon`` is not on ``scan``'s object frame, or its probe does not fit the patterns.
     """
-    frame = object_frame_for(scan)
-    if recon.frame != frame:
-        raise ValueError(
-            f"reconstruction frame {recon.frame.to_json()} is not the object frame of the scan "
-            f"{scan.meta.get('source_file') or ''} {frame.to_json()}: refine a reconstruction of this scan"
-        )
-    probe = recon.probe if recon.probe is not None else refine_probe_for(scan, config)
-    problem = RefineProblem.for_scan(scan, frame, config)
-    problem.check_variables(recon.object, probe)
+    problem, probe = refine_problem(recon, scan, config)
+    frame = problem.frame
     if config.refine.iterations == 0:
         return Reconstruction(object=recon.object, frame=frame, meta=dict(recon.meta), probe=probe)
     refiner = backend.refiner(problem, config)
@@ -199,6 +192,24 @@ def refine(
         "first_loss": result.losses[0] if result.losses else None,
     }
     return Reconstruction(object=result.object, frame=frame, meta=meta, probe=result.probe)
+
+
+def refine_problem(recon: Reconstruction, scan: ScanData, config: Config) -> tuple[RefineProblem, np.ndarray]:
+    """The problem of refining ``recon`` against ``scan``, and the probe to start from.
+
+    Raises ValueError when ``recon`` is not on the scan's object frame or its probe or
+    object does not fit, before any work starts.
+    """
+    frame = object_frame_for(scan)
+    if recon.frame != frame:
+        raise ValueError(
+            f"reconstruction frame {recon.frame.to_json()} is not the object frame of the scan "
+            f"{frame.to_json()}: refine a reconstruction of this scan"
+        )
+    probe = recon.probe if recon.probe is not None else refine_probe_for(scan, config)
+    problem = RefineProblem.for_scan(scan, frame, config)
+    problem.check_variables(recon.object, probe)
+    return problem, probe
 
 
 def refine_probe_for(scan: ScanData, config: Config) -> np.ndarray:
