@@ -114,6 +114,7 @@ def run_demo(
 
     histories = {}
     recons: dict[str, np.ndarray] = {}
+    refined_recons: dict[str, np.ndarray] = {}
     for entry in registry.entries():
         if not entry.ok:
             results[entry.name] = {"status": entry.status, "reason": entry.reason}
@@ -133,7 +134,7 @@ def run_demo(
             timings["reconstruct_s"] = time.perf_counter() - tick
         write_reconstruction(out / f"recon-{backend.name}.npz", recon)
         metrics = evaluate(recon, test_scan.object, test_scan.positions_px)
-        pairs[backend.name] = align_to_truth(recon, test_scan.object, test_scan.positions_px)
+        pairs[f"{backend.name} network"] = align_to_truth(recon, test_scan.object, test_scan.positions_px)
         histories[backend.name] = bundle.history
         recons[backend.name] = recon.object
         results[backend.name] = {
@@ -143,10 +144,35 @@ def run_demo(
             "history": bundle.history.to_json(),
             "framework_version": entry.framework_version,
         }
+        iterations = config.refine.iterations
+        starts = {"refined": recon, "flat": _flat_start(test_scan, config, window)}
+        for start_name, start in starts.items():
+            with _progress(progress, f"refining the {start_name if start_name == 'flat' else 'network'}"
+                                     f" start ({backend.name})") as show:
+                tick = time.perf_counter()
+                refined = workflow.refine(start, test_scan, config, backend, progress=show)
+                seconds = time.perf_counter() - tick
+            write_reconstruction(out / f"recon-{backend.name}-{start_name}.npz", refined)
+            label = "network" if start_name == "refined" else "flat"
+            pairs[f"{backend.name} {label} + {iterations}"] = align_to_truth(
+                refined, test_scan.object, test_scan.positions_px
+            )
+            if start_name == "refined":
+                refined_recons[backend.name] = refined.object
+            results[backend.name][start_name] = {
+                "metrics": evaluate(refined, test_scan.object, test_scan.positions_px),
+                "iterations": iterations,
+                "refine_s": seconds,
+                "final_loss": refined.meta["refine"]["final_loss"] if iterations else None,
+            }
 
     figures = {"comparison": "comparison.png", "loss": "loss.png", "frc": "frc.png"}
     save_png(comparison_figure(pairs, "Unseen test object: truth and reconstructions"), out / figures["comparison"])
-    save_png(frc_figure({name: r["metrics"] for name, r in results.items() if "metrics" in r}), out / figures["frc"])
+    frc_curves = {name: r["metrics"] for name, r in results.items() if "metrics" in r}
+    for name, result in results.items():
+        if "refined" in result:
+            frc_curves[f"{name} + refine"] = result["refined"]["metrics"]
+    save_png(frc_figure(frc_curves), out / figures["frc"])
     if histories:
         save_png(loss_figure(histories), out / figures["loss"])
     else:
@@ -161,6 +187,7 @@ def run_demo(
         "test_scan": summarize_scan(test_scan),
         "results": results,
         "agreement": _agreement(recons),
+        "agreement_refined": _agreement(refined_recons),
         "figures": figures,
         "installed_backends": [entry.to_dict() for entry in registry.entries()],
         "seconds": time.perf_counter() - started,
@@ -181,6 +208,16 @@ def _simulate(settings: DemoSettings, n_positions: int, seed: int, role: str) ->
         seed=seed,
         meta={"demo_role": role},
     )
+
+
+def _flat_start(scan: ScanData, config: Config, window: int) -> Reconstruction:
+    """The iterative baseline: a constant object on the scan's frame, the scan's probe."""
+    from ptychopinn_core.refine import RefineProblem, flat_start
+
+    frame = workflow.object_frame_for(scan)
+    probe = workflow.refine_probe_for(scan, config)
+    obj = flat_start(RefineProblem.for_scan(scan, frame, config), probe)
+    return Reconstruction(object=obj, frame=frame, meta={"crop_size_px": window, "start": "flat"}, probe=probe)
 
 
 def _stitched_truth(scan: ScanData, window: int) -> Reconstruction:
@@ -219,6 +256,10 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _ssim_pair(metrics: dict[str, Any]) -> str:
+    return f"{_fmt(metrics['amplitude']['ssim'])} / {_fmt(metrics['phase']['ssim'])}"
+
+
 def _markdown(report: dict[str, Any]) -> str:
     settings = report["settings"]
     lines = [
@@ -251,15 +292,36 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{_fmt(phase['ssim'])} | {_fmt(phase['psnr'])} | {_fmt(phase['frc50'])} | "
             f"{_fmt(timings.get('train_s', '-'))} | {_fmt(timings.get('reconstruct_s', '-'))} |"
         )
-    if report["agreement"]:
-        lines += ["", "## Agreement between backends", "", "| pair | relative L2 | max abs |", "| --- | --- | --- |"]
-        for pair, values in report["agreement"].items():
-            lines.append(f"| {pair} | {_fmt(values['relative_l2'])} | {_fmt(values['max_abs'])} |")
+    refined = {name: result for name, result in report["results"].items() if "refined" in result}
+    if refined:
+        iterations = report["config"]["refine"]["iterations"]
+        lines += [
+            "",
+            f"## Network, network + refinement, flat start + refinement ({iterations} iterations)",
+            "",
+            "Refinement fits the object to the measured patterns through the same physics "
+            "(docs/physics.md §10), from the network's object or from a flat one. "
+            "SSIM amplitude / phase; seconds of inference and of refinement.",
+            "",
+            f"| backend | network | s | network + {iterations} | s | flat + {iterations} | s |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for name, result in refined.items():
+            cells = [f"{_ssim_pair(result['metrics'])} | {_fmt(result['timings']['reconstruct_s'])}"]
+            for start in ("refined", "flat"):
+                cells.append(f"{_ssim_pair(result[start]['metrics'])} | {_fmt(result[start]['refine_s'])}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for key, title in (("agreement", "Agreement between backends"),
+                       ("agreement_refined", "Agreement between backends after refinement")):
+        if report.get(key):
+            lines += ["", f"## {title}", "", "| pair | relative L2 | max abs |", "| --- | --- | --- |"]
+            for pair, values in report[key].items():
+                lines.append(f"| {pair} | {_fmt(values['relative_l2'])} | {_fmt(values['max_abs'])} |")
     if not any(entry["status"] == "ok" for entry in report["installed_backends"]):
         lines += [
             "",
             "No backend is installed, so nothing was trained. Install one: "
-            '`pip install "ptychopinn[torch]"` or `pip install "ptychopinn[tf]"`.',
+            '`pip install "ptychopinn-core[torch]"` or `pip install "ptychopinn-core[tf]"`.',
         ]
     lines += ["", "## Figures", ""]
     for name, file in report["figures"].items():

@@ -114,3 +114,22 @@ def test_backends_are_compared(demo, installed):
         # Same initial weights and batches: the two reconstructions differ by a few percent.
         assert 0 <= values["relative_l2"] < 0.5 and 0 <= values["max_abs"], (pair, values)
         assert f"| {pair} |" in (out / "report.md").read_text()
+
+
+def test_refinement_columns_are_real(demo, installed):
+    """Network, network + K and flat + K iterations, per backend: refinement reaches the
+    quality of stitching the truth from either start (about 0.99 when written)."""
+    out, report, stdout = demo
+    iterations = report["config"]["refine"]["iterations"]
+    assert iterations > 0
+    for name in installed[1]:
+        result = report["results"][name]
+        for start in ("refined", "flat"):
+            entry = result[start]
+            _check_metrics(f"{name} {start}", entry["metrics"])
+            assert entry["iterations"] == iterations and entry["refine_s"] > 0
+            for part in ("amplitude", "phase"):
+                assert entry["metrics"][part]["ssim"] > max(0.95, result["metrics"][part]["ssim"]), (name, start, part)
+            assert (out / f"recon-{name}-{start}.npz").stat().st_size > 0
+        assert f"{name} network + {iterations}" in stdout and f"{name} flat + {iterations}" in stdout
+    assert f"network + {iterations}" in (out / "report.md").read_text()

@@ -38,11 +38,21 @@ def demo_command(out_dir: Path, quick: bool) -> None:
         progress=partial(progress_display, quiet=quiet),
         say=say,
     )
-    click.echo(f"{'reconstruction':<16} {'amp SSIM':>9} {'phase SSIM':>11} {'amp FRC50':>10} {'phase FRC50':>12}")
+    iterations = report["config"]["refine"]["iterations"]
+    header = f"{'reconstruction':<28} {'amp SSIM':>9} {'phase SSIM':>11} {'amp FRC50':>10} {'phase FRC50':>12} {'seconds':>8}"
+    click.echo(header)
     for name, result in report["results"].items():
-        if "metrics" in result:
-            amp, phase = result["metrics"]["amplitude"], result["metrics"]["phase"]
-            click.echo(f"{name:<16} {amp['ssim']:>9.3f} {phase['ssim']:>11.3f} {amp['frc50']:>10.3f} {phase['frc50']:>12.3f}")
-        else:
-            click.echo(f"{name:<16} {result['status']}: {result['reason']}")
+        if "metrics" not in result:
+            click.echo(f"{name:<28} {result['status']}: {result['reason']}")
+            continue
+        rows = [(name if "refined" not in result else f"{name} network", result["metrics"],
+                 result.get("timings", {}).get("reconstruct_s"))]
+        for start, label in (("refined", f"{name} network + {iterations}"), ("flat", f"{name} flat + {iterations}")):
+            if start in result:
+                rows.append((label, result[start]["metrics"], result[start]["refine_s"]))
+        for label, metrics, seconds in rows:
+            amp, phase = metrics["amplitude"], metrics["phase"]
+            shown = f"{seconds:>8.1f}" if seconds is not None else f"{'':>8}"
+            click.echo(f"{label:<28} {amp['ssim']:>9.3f} {phase['ssim']:>11.3f} {amp['frc50']:>10.3f} "
+                       f"{phase['frc50']:>12.3f} {shown}")
     click.echo(f"report: {out_dir / 'report.md'}")
