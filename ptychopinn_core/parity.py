@@ -23,6 +23,11 @@ number is held to and why (:data:`PARITY_TOLERANCES`):
 ``training``
     ``steps`` optimisation steps from the same weights on the same batches (the core
     orders them): the two loss curves, step by step.
+``refinement``
+    ``refine_iterations`` iterations of refinement (docs/physics.md §10, probe refined in
+    the last half) from the same flat start on the whole scan: each backend's refined
+    object and probe against the numpy reference and against each other, float32 and
+    float64.
 ``reconstruction``
     A model trained by one backend, written as a bundle, read back and run by every
     backend on the whole scan: stitched objects compared to the trainer's own; then each
@@ -94,6 +99,12 @@ PARITY_TOLERANCES: Mapping[str, Tolerance] = {
     "reconstruction": Tolerance(
         1e-4, "one bundle run by two backends: the float32 forward difference, stitched"
     ),
+    "refinement:32": Tolerance(
+        1e-4,
+        "the refined object after 10 iterations in float32: Adam divides every step by the "
+        "root of its second moment, so rounding differences are carried, not damped",
+    ),
+    "refinement:64": Tolerance(1e-8, "the same iterations in float64"),
     "quality": Tolerance(
         0.02,
         "SSIM (amplitude, phase) of each backend's own short training against the truth: "
@@ -257,6 +268,36 @@ def _physics_level(report: ParityReport, backends: Mapping[str, Any], size: int,
                         relative_error(actual, expected), TOLERANCES[op])
 
 
+def _refinement_level(
+    report: ParityReport, backends: Mapping[str, Any], scan: ScanData, base: Config, iterations: int, precision: str
+) -> None:
+    from ptychopinn_core.refine import NumpyRefiner, RefineProblem, flat_start
+    from ptychopinn_core.workflow import object_frame_for, refine_probe_for
+
+    config = base.with_overrides(
+        {
+            "refine.iterations": iterations,
+            "refine.probe": True,
+            "refine.probe_delay": iterations // 2,
+            "execution.precision": precision,
+        },
+        source="parity",
+    )
+    problem = RefineProblem.for_scan(scan, object_frame_for(scan), config)
+    probe = refine_probe_for(scan, config)
+    start = flat_start(problem, probe)
+    case = f"{iterations} iterations, {scan.n_positions} positions, {_precision_name(precision)}"
+    key = f"refinement:{precision}"
+    results = {"numpy": NumpyRefiner(problem, precision).run(start, probe)}
+    for name, backend in backends.items():
+        results[name], seconds = _timed(lambda backend=backend: backend.refiner(problem, config).run(start, probe))
+        report._time(name, "refinement", seconds)
+    for first, second in [("numpy", name) for name in backends] + _pairs(list(backends)):
+        a, b = results[first], results[second]
+        report._add("refinement", "object", case, f"{second} vs {first}", relative_error(b.object, a.object), key)
+        report._add("refinement", "probe", case, f"{second} vs {first}", relative_error(b.probe, a.probe), key)
+
+
 def _supported(precisions: Sequence[str], backends: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """``precisions`` every backend supports (at least float32, which every backend has), and the rest."""
     kept = [p for p in precisions if all(p in b.info.capabilities.precisions for b in backends.values())]
@@ -416,6 +457,7 @@ def run_parity(
     precisions: Sequence[str] = ("32", "64"),
     training_precisions: Sequence[str] = ("32",),
     reconstruction: bool = True,
+    refine_iterations: int = 10,
     progress: Callable[[str], None] | None = None,
 ) -> ParityReport:
     """Compare ``backends`` level by level on ``scan`` (see the module docstring).
@@ -442,6 +484,8 @@ def run_parity(
         are the ones reconstructed.
     reconstruction : bool
         Run the reconstruction level (each trained bundle through every backend).
+    refine_iterations : int
+        Iterations of the refinement level (0 skips it).
     progress : callable, optional
         Receives a short text before each stage.
 
@@ -483,6 +527,7 @@ def run_parity(
             "batch_size": base.training.batch_size,
             "batch_groups": BATCH_GROUPS,
             "steps": steps,
+            "refine_iterations": refine_iterations,
             "seed": base.training.seed,
             "cases": [case.label for case in cases],
             "precisions": [_precision_name(p) for p in precisions],
@@ -500,6 +545,10 @@ def run_parity(
     say("physics steps against the numpy reference")
     state = prepare_model_state(scan, base)
     _physics_level(report, backends, base.model.pattern_size, state.intensity_scale)
+    if refine_iterations:
+        for precision in precisions:
+            say(f"refinement, {_precision_name(precision)}: {refine_iterations} iterations from a flat start")
+            _refinement_level(report, backends, scan, base, refine_iterations, precision)
     if len(backends) < 2:
         return report
     with tempfile.TemporaryDirectory(prefix="ptychopinn-parity-") as folder:

@@ -30,13 +30,16 @@ __all__ = ["parity_command"]
 @click.option("--float64-training", is_flag=True,
               help="Also compare the training steps in float64 (slow on CPUs).")
 @click.option("--no-reconstruction", is_flag=True, help="Skip the bundle -> reconstruction level.")
+@click.option("--refine-iterations", default=10, show_default=True, type=click.IntRange(min=0),
+              help="Refinement iterations compared from the same flat start (0 skips the level).")
 @config_options
 def parity_command(data_path, json_path, plots_dir, steps, backend_names, gridsizes, modes,
-                   float64_training, no_reconstruction, config_path, assignments) -> None:
+                   float64_training, no_reconstruction, refine_iterations, config_path, assignments) -> None:
     """Run the installed backends side by side from the same weights and data and
     print how far apart they are at every level: physics steps against numpy, forward
-    pass, loss and gradients (float32 and float64), the first training steps, and a
-    bundle trained by one backend reconstructed by every other one. Exits with status
+    pass, loss and gradients (float32 and float64), refinement from the same start, the
+    first training steps, and a bundle trained by one backend reconstructed by every
+    other one. Exits with status
     1 when a check exceeds its tolerance (docs/parity.md explains each one).
 
     \b
@@ -66,7 +69,7 @@ def parity_command(data_path, json_path, plots_dir, steps, backend_names, gridsi
     report = run_parity(
         scan, backends, config, steps=steps, cases=cases,
         training_precisions=("32", "64") if float64_training else ("32",),
-        reconstruction=not no_reconstruction, progress=say,
+        reconstruction=not no_reconstruction, refine_iterations=refine_iterations, progress=say,
     )
     _print_table(report)
     if json_path is not None:

@@ -81,7 +81,7 @@ TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
             "the refined object after a few iterations in float32 (amplitude loss, probe refined): "
             "Adam divides by sqrt(v), so rounding is carried into every step; measured ~3e-7 after 3",
         ),
-        "refine_run_64": Tolerance(1e-8, "the same in float64: measured 1e-15 (torch), 5e-9 (TensorFlow's fused kernels)"),
+        "refine_run_64": Tolerance(1e-8, "the same in float64: measured ~5e-16"),
         "prediction_repeat": Tolerance(
             1e-6,
             "the same weights and inputs run twice, or in batches of another size: frameworks may "

@@ -38,7 +38,8 @@ class _Adam:
         self.steps += 1
         t = self.steps
         real = self.v_re.dtype
-        self.m.assign(ADAM_BETA1 * self.m + tf.cast(1 - ADAM_BETA1, self.m.dtype) * gradient)
+        # Python scalars, converted to the tensors' dtype: tf.cast(float) would round through float32.
+        self.m.assign(ADAM_BETA1 * self.m + (1 - ADAM_BETA1) * gradient)
         self.v_re.assign(ADAM_BETA2 * self.v_re + (1 - ADAM_BETA2) * tf.math.real(gradient) ** 2)
         self.v_im.assign(ADAM_BETA2 * self.v_im + (1 - ADAM_BETA2) * tf.math.imag(gradient) ** 2)
         root2 = tf.constant(np.sqrt(1 - ADAM_BETA2**t), real)
