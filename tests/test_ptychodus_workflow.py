@@ -6,17 +6,23 @@ Per backend (every installed one plus the numpy fake), one model is trained thro
 
 - batch train: rc 0, ``OUT/model.zip`` holds a bundle trained with the settings file's
   values (read at run time);
-- batch reconstruct with that model: rc 0, one product file whose object is the
-  stitched reconstruction on the input object's grid (shape, pixel size, centre), with
-  the model's losses, and whose comments name the reconstructor key that ran; without a
+- batch reconstruct with that model (``RefineIterations`` from the settings file): rc 0,
+  one product file whose object is the stitched, refined reconstruction on the input
+  object's grid (shape, pixel size, centre), with the model's losses, and whose comments
+  name the reconstructor key that ran and the refinement done; without a
   model: rc 1 and a clear message (every backend through ``batch_mode_execute``, the
   command once). A typo in the key is ignored by Ptychodus (rc 0, the null
   reconstructor runs): our check of which reconstructor ran catches it;
-- in-process ``reconstruct_local(..., block=True)``: the selected key is checked, the
-  object equals the core's own ``workflow.reconstruct`` of the simulated scan (so the
-  conversion of counts, bad pixels, metres and probe is exact), and it is evaluated
-  against the simulated truth; for real backends it is clearly better than an
-  untrained model (amplitude: a few epochs do not learn the phase of this object);
+- in-process ``reconstruct_local(..., block=True)``: the selected key is checked; with
+  ``RefineIterations = 0`` the object equals the core's own ``workflow.reconstruct`` of
+  the simulated scan (so the conversion of counts, bad pixels, metres and probe is
+  exact) and the probe is the input's, and it is evaluated against the simulated truth;
+  for real backends it is clearly better than an untrained model (amplitude: a few
+  epochs do not learn the phase of this object);
+- refinement (``Refine*`` settings): a few iterations change the object and lower its
+  amplitude misfit to the patterns (the core's numpy forward model); with
+  ``RefineProbe`` the product's probe is the refined one (finite, same shape, lower
+  misfit together with the object); a bad value fails with the key named;
 - training data exported by Ptychodus is read by ``ptychopinn train``.
 """
 
@@ -49,12 +55,16 @@ from ptychodus_helpers import (
 )
 
 from ptychopinn_core.backends import BackendRegistry
+from ptychopinn_core.config import Config
 from ptychopinn_core.data import read_scan
 from ptychopinn_core.evaluation import evaluate
 from ptychopinn_core.model.bundle import BundleError, read_bundle
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
-from ptychopinn_core.physics.stitching import default_crop_size
+from ptychopinn_core.physics.probe_model import normalise_probe
+from ptychopinn_core.physics.stitching import ObjectFrame, default_crop_size
 from ptychopinn_core.physics.translate import extract_patches
+from ptychopinn_core.refine.problem import RefineProblem
+from ptychopinn_core.refine.reference import loss_and_gradients
 
 pytest.importorskip("ptychodus")
 
@@ -244,7 +254,9 @@ def test_settings_file_values_reach_the_config(tmp_path):
     path.write_text(
         "[PINN-test]\nEpochs = 7\nBatchSize = 4\nLearningRate = 5e-4\nGridSize = 2\nNumFiltersScale = 1\n"
         "NumPhotons = 0\nSeed = 3\nDevice = cpu\nChunkSize = 64\n"
-        "Overrides = training.mae_weight=0.25; model.probe_trainable=true\n",
+        "RefineIterations = 4\nRefineBatchSize = 8\nRefineStepSize = 0.05\nRefineProbe = true\n"
+        "RefineProbeDelay = 1\nRefineProbeStepSize = 0.002\n"
+        "Overrides = training.mae_weight=0.25; model.probe_trainable=true; refine.loss=poisson\n",
         encoding="utf-8",
     )
     registry.open_settings(path)
@@ -255,6 +267,9 @@ def test_settings_file_values_reach_the_config(tmp_path):
     assert (config.training.seed, config.execution.device, config.inference.chunk_size) == (3, "cpu", 64)
     assert config.training.mode == "supervised"
     assert config.training.mae_weight == 0.25 and config.model.probe_trainable is True
+    refine = config.refine
+    assert (refine.iterations, refine.batch_size, refine.step_size) == (4, 8, 0.05)
+    assert (refine.probe, refine.probe_delay, refine.probe_step_size, refine.loss) == (True, 1, 0.002, "poisson")
     settings.nphotons.set_value(1e6)
     assert settings.config("pinn", measured_nphotons=1234.5).data.nphotons == 1e6
     with pytest.raises(ValueError, match="Group .* already exists"):
@@ -272,6 +287,21 @@ def test_bad_settings_name_the_field(key, value, message):
     settings._group.parameters()[key].set_value(value)
     with pytest.raises(ValueError, match=message):
         settings.config("pinn", measured_nphotons=1e6)
+
+
+def test_refine_settings_default_to_the_config_defaults():
+    settings = PINNSettings(SettingsRegistry(), "PINN-test")
+    assert settings.config("pinn", measured_nphotons=1e6).refine == Config().refine
+
+
+def test_a_bad_refine_setting_names_the_key():
+    settings = PINNSettings(SettingsRegistry(), "PINN-test")
+    settings.refine_iterations.set_value(-1)
+    with pytest.raises(ValueError) as error:
+        settings.config("pinn", measured_nphotons=1e6)
+    message = str(error.value)
+    assert "RefineIterations = -1" in message and "refine.iterations" in message
+    assert "Epochs" not in message, "one key named, not the whole table"
 
 
 def test_measured_photons_need_data():
@@ -353,8 +383,8 @@ def test_batch_train_writes_a_model_with_the_settings(backend, trained, scan):
     assert 1 <= bundle.history.n_epochs <= TRAIN_SETTINGS["Epochs"]
 
 
-def _reconstruct_inputs(workdir: Path, name: str, scan, key: str, model: Path | None) -> Path:
-    inputs = write_input_directory(workdir / name, scan, algorithm=key)
+def _reconstruct_inputs(workdir: Path, name: str, scan, key: str, model: Path | None, settings=None) -> Path:
+    inputs = write_input_directory(workdir / name, scan, algorithm=key, settings=settings)
     if model is not None:
         shutil.copy(model, inputs / "model.zip")
     return inputs
@@ -371,7 +401,9 @@ def assert_product_on_input_grid(product: Product, input_product: Product) -> No
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_batch_reconstruct_writes_the_reconstruction(backend, trained, scan, workdir, env):
     _, model_path, key = trained(backend)
-    inputs = _reconstruct_inputs(workdir, f"recon-{backend}", scan, key, model_path)
+    refine = {"RefineIterations": 2}  # the settings file reaches the refinement (fewer than the default 20)
+    inputs = _reconstruct_inputs(workdir, f"recon-{backend}", scan, key, model_path,
+                                 settings={library_of(backend, env): refine})
     out = workdir / f"recon-out-{backend}"
     result = run(ptychodus_command() + ["-b", "reconstruct", "-i", str(inputs), "-o", str(out)], env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -379,6 +411,8 @@ def test_batch_reconstruct_writes_the_reconstruction(backend, trained, scan, wor
     assert [path.name for path in files] == [f"product.{N_POSITIONS:06d}.h5"]
     product = load_product(files[0])
     assert reconstructed_by(product.metadata.comments) == [key]
+    assert "refined: 2 iterations of the object" in product.metadata.comments
+    assert "refinement iteration 2/2" in result.stdout + result.stderr
     assert_product_on_input_grid(product, load_product(inputs / "product.h5"))
     bundle = read_bundle(model_path)
     assert [loss.value for loss in product.losses] == [record.train_loss for record in bundle.history.epochs]
@@ -448,13 +482,29 @@ def test_launcher_runs_ptychodus_with_the_hook_alone(trained, scan, workdir, env
     assert [reconstructed_by(load_product(p).metadata.comments) for p in output_products(out)] == [[key]]
 
 
+def reconstruct_in_process(directory: Path, key: str, library: str, model_path: Path, diffraction, product,
+                           settings: dict[str, object]) -> Product:
+    """``reconstruct_local(..., block=True)`` in Ptychodus' ``ModelCore`` with ``settings`` in the library's group."""
+    from ptychodus.model import ModelCore
+
+    with ModelCore(log_level=logging.WARNING) as model:
+        assert key in list(model.workflow_api.available_reconstructors())
+        group = model.settings_registry[library]
+        for name, value in settings.items():
+            group.parameters()[name].set_value(value)
+        dataset = model.workflow_api.load_assembled_diffraction_data(directory / "diffraction.h5")
+        handle = model.workflow_api.register_product(product, diffraction=dataset)
+        model.processing_core.processing_api.load_model_from_file(model_path, algorithm=key)
+        output = handle.reconstruct_local(algorithm=key, output_product_file=directory / "product.h5", block=True)
+        assert model.processing_core.algorithm_parameter.get_value() == key, "the selected key is ours"
+        return output.get_product()
+
+
 # -- in-process: ModelCore ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_reconstruct_local_in_process(backend, trained, scan, tmp_path, fake_on_path, env):
-    from ptychodus.model import ModelCore
-
     from ptychopinn_core import workflow
 
     _, model_path, key = trained(backend)
@@ -465,17 +515,13 @@ def test_reconstruct_local_in_process(backend, trained, scan, tmp_path, fake_on_
     from ptychodus.api.io import save_diffraction_data
 
     save_diffraction_data(tmp_path / "diffraction.h5", diffraction)
-    with ModelCore(log_level=logging.WARNING) as model:
-        assert key in list(model.workflow_api.available_reconstructors())
-        dataset = model.workflow_api.load_assembled_diffraction_data(tmp_path / "diffraction.h5")
-        handle = model.workflow_api.register_product(product, diffraction=dataset)
-        model.processing_core.processing_api.load_model_from_file(model_path, algorithm=key)
-        output = handle.reconstruct_local(algorithm=key, output_product_file=tmp_path / "product.h5", block=True)
-        assert model.processing_core.algorithm_parameter.get_value() == key, "the selected key is ours"
-        result = output.get_product()
+    result = reconstruct_in_process(tmp_path, key, library_of(backend, env), model_path, diffraction, product,
+                                    {"RefineIterations": 0})
     assert reconstructed_by(result.metadata.comments) == [key]
+    assert "refined" not in result.metadata.comments, "RefineIterations = 0: the network's object"
     assert_product_on_input_grid(result, product)
     assert output_products(tmp_path) == [tmp_path / f"product.{N_POSITIONS:06d}.h5"]
+    np.testing.assert_array_equal(result.probes.get_array(), product.probes.get_array())
 
     backend_handle = BackendRegistry.discover().get(backend)
     direct = workflow.reconstruct(bundle, scan, backend_handle)
@@ -493,6 +539,95 @@ def test_reconstruct_local_in_process(backend, trained, scan, tmp_path, fake_on_
                         scan.positions_px, window_px=window)
     assert metrics["amplitude"]["ssim"] > baseline["amplitude"]["ssim"] + MIN_SSIM_GAIN, (metrics, baseline)
     assert metrics["amplitude"]["mae"] < baseline["amplitude"]["mae"]
+
+
+# -- refinement -------------------------------------------------------------------------------
+
+#: Refinement in the tests: a few iterations (the default is 20), object step as configured.
+REFINE_ITERATIONS = 3
+
+
+def amplitude_misfit(scan, obj: np.ndarray, probe: np.ndarray) -> float:
+    """Mean squared amplitude error of ``obj`` under ``probe`` (normalised like the model's) over every position.
+
+    The core's numpy forward model (``refine.reference.loss_and_gradients``, amplitude
+    loss), on the scan's own object frame and patterns.
+    """
+    config = Config().with_overrides({"data.nphotons": mean_counts(scan), "refine.loss": "amplitude"})
+    problem = RefineProblem.for_scan(scan, ObjectFrame.for_object(scan.object.shape), config)
+    loss, _, _ = loss_and_gradients(obj.astype(np.complex128), probe.astype(np.complex128), problem,
+                                    np.arange(scan.n_positions))
+    return loss
+
+
+def _refined_product(backend: str, trained, scan, directory: Path, env, settings: dict[str, object]):
+    """The network-only product and the refined one of the same model and scan, in-process."""
+    from ptychodus.api.io import save_diffraction_data
+
+    _, model_path, key = trained(backend)
+    diffraction, product = ptychodus_inputs_from_scan(
+        scan, photon_energy_eV=8000.0, detector_distance_m=2.0, detector_pixel_m=DETECTOR_PIXEL_M, name="sim"
+    )
+    library = library_of(backend, env)
+    results = []
+    for name, values in (("network", {"RefineIterations": 0}), ("refined", settings)):
+        (directory / name).mkdir()
+        save_diffraction_data(directory / name / "diffraction.h5", diffraction)
+        results.append(reconstruct_in_process(directory / name, key, library, model_path, diffraction, product,
+                                              values))
+    return product, results[0], results[1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_refinement_lowers_the_misfit_of_the_object(backend, trained, scan, tmp_path, fake_on_path, env):
+    product, network, refined = _refined_product(backend, trained, scan, tmp_path, env,
+                                                 {"RefineIterations": REFINE_ITERATIONS})
+    assert_product_on_input_grid(refined, product)
+    start, result = network.object_.get_array()[0], refined.object_.get_array()[0]
+    assert not np.allclose(result, start), "refinement changed the object"
+    probe = normalise_probe(scan.probe)
+    before, after = amplitude_misfit(scan, start, probe), amplitude_misfit(scan, result, probe)
+    assert after < before, (before, after)
+    np.testing.assert_array_equal(refined.probes.get_array(), product.probes.get_array())  # not refined
+    assert f"refined: {REFINE_ITERATIONS} iterations of the object, amplitude loss" in refined.metadata.comments
+    assert [loss.value for loss in refined.losses] == [loss.value for loss in network.losses]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_refinement_with_the_probe_puts_the_refined_probe_in_the_product(backend, trained, scan, tmp_path,
+                                                                         fake_on_path, env):
+    settings = {"RefineIterations": REFINE_ITERATIONS, "RefineProbe": True, "RefineProbeDelay": 0}
+    product, network, refined = _refined_product(backend, trained, scan, tmp_path, env, settings)
+    assert_product_on_input_grid(refined, product)
+    given, probes = product.probes.get_array(), refined.probes.get_array()
+    assert probes.shape == given.shape and probes.dtype == given.dtype
+    assert np.all(np.isfinite(probes))
+    assert not np.allclose(probes[0, 0], given[0, 0]), "the product holds the refined probe"
+    # The product's probe has the input probe's scale: k * P is what the refinement fitted.
+    k = scan.pattern_size / np.sqrt(np.sum(np.abs(scan.probe.astype(np.complex128)) ** 2))
+    start = network.object_.get_array()[0]
+    before = amplitude_misfit(scan, start, normalise_probe(scan.probe))
+    after = amplitude_misfit(scan, refined.object_.get_array()[0], k * probes[0, 0])
+    assert after < before, (before, after)
+    assert "iterations of the object and probe" in refined.metadata.comments
+
+
+def test_a_bad_refine_setting_fails_the_batch_run_with_the_key_named(trained, scan, tmp_path, fake_on_path, env,
+                                                                    caplog):
+    """``RefineIterations = -1`` in the settings file: exit code 1, the key and field named, no product."""
+    from ptychodus.model import ModelCore
+
+    _, model_path, key = trained(FAKE_BACKEND)
+    inputs = write_input_directory(tmp_path / "in", scan, algorithm=key,
+                                   settings={library_of(FAKE_BACKEND, env): {"RefineIterations": -1}})
+    shutil.copy(model_path, inputs / "model.zip")
+    caplog.set_level(logging.ERROR)
+    with ModelCore(log_level=logging.WARNING) as model:
+        code = model.batch_mode_execute("reconstruct", inputs, tmp_path / "out")
+        assert model.processing_core.algorithm_parameter.get_value() == key
+    assert code == 1
+    assert "RefineIterations = -1" in caplog.text and "refine.iterations" in caplog.text
+    assert not output_products(tmp_path / "out")
 
 
 # -- training-data export ---------------------------------------------------------------------

@@ -6,12 +6,16 @@ so Ptychodus trains and reconstructs exactly as ``ptychopinn train``/``infer`` d
 
 - **reconstruct**: converts the input (:mod:`ptychopinn_core.ptychodus.convert`),
   predicts every position with the loaded model and stitches the patches onto the
-  INPUT object's grid; the output product is the input product with that object (same
-  shape, pixel geometry and centre), the model's per-epoch training losses, and a line
-  in the comments naming the reconstructor (``'{library}_{reconstructor}'``
-  casefolded) that produced it. Progress is logged per chunk of positions
-  (``ChunkSize``); the product is yielded once, complete (Ptychodus writes one product
-  file per yield).
+  INPUT object's grid, then refines that object (and, with ``RefineProbe``, the probe)
+  against the measured patterns (:func:`ptychopinn_core.workflow.refine`, the
+  ``Refine*`` settings; ``RefineIterations = 0`` keeps the network's object). The
+  output product is the input product with that object (same shape, pixel geometry
+  and centre), the refined probe as incoherent mode 0 when the probe was refined
+  (:func:`product_probes`), the model's per-epoch training losses, and a line in the
+  comments naming the reconstructor (``'{library}_{reconstructor}'`` casefolded) that
+  produced it and the refinement done. Progress is logged per chunk of positions
+  (``ChunkSize``) and per refinement iteration; the product is yielded once, complete
+  (Ptychodus writes one product file per yield).
 - **train**: reads the training data from ``input_path`` (:func:`training_scan`),
   trains in a worker thread and yields a ``TrainOutput`` after every epoch (losses so
   far, progress = epochs done). Ptychodus checks its stop flag after each result and
@@ -36,9 +40,12 @@ import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from ptychodus.api.assemble import AssembledDiffractionData
 from ptychodus.api.io import StandardFileLayout, load_diffraction_data, load_product
-from ptychodus.api.product import LossValue
+from ptychodus.api.probe import ProbeSequence
+from ptychodus.api.product import LossValue, Product
 from ptychodus.api.reconstruct import (
     ReconstructInput,
     ReconstructOutput,
@@ -49,9 +56,12 @@ from ptychodus.api.reconstruct import (
 
 from ptychopinn_core import __version__, workflow
 from ptychopinn_core.backends import Backend, ProgressEvent
+from ptychopinn_core.config import Config
 from ptychopinn_core.data import ScanData, read_scan, write_scan
 from ptychopinn_core.model.bundle import ModelBundle, read_bundle, write_bundle
+from ptychopinn_core.physics.probe_model import circular_probe_mask
 from ptychopinn_core.physics.stitching import ObjectFrame
+from ptychopinn_core.reconstruction import Reconstruction
 from ptychopinn_core.ptychodus.convert import (
     losses_from_history,
     mean_counts_per_pattern,
@@ -66,6 +76,8 @@ __all__ = [
     "TRAINING_DATA_FILE",
     "PINNReconstructor",
     "TrainingStopped",
+    "probe_refined",
+    "product_probes",
     "reconstructor_key",
     "training_scan",
 ]
@@ -132,6 +144,42 @@ def _model_path(output_path: Path) -> Path:
     if output_path.suffix == MODEL_FILE_EXTENSION:
         return output_path
     return output_path / f"{StandardFileLayout.MODEL_BASENAME}{MODEL_FILE_EXTENSION}"
+
+
+def probe_refined(config: Config) -> bool:
+    """Whether a refinement with ``config`` updates the probe (``refine.probe``, after ``probe_delay``)."""
+    return config.refine.probe and config.refine.iterations > config.refine.probe_delay
+
+
+def product_probes(template: Product, refined_probe: np.ndarray, probe_mask: bool) -> ProbeSequence:
+    """The input product's probes with incoherent mode 0 replaced by ``refined_probe``.
+
+    Refinement works with the probe normalised like the model's (physics.md §5):
+    ``P_r = k * mask * P_in`` at the start, ``k = N / sqrt(sum |mask * P_in|**2)``. The
+    product gets ``P_r / k``: the input probe's scale, so an unchanged probe comes back
+    as the input probe (masked, when the model masks it) and the object keeps the scale
+    it has without refinement. Mode 0 is the one the conversion read (of the first
+    coherent mode, without OPR variation); the other modes and the OPR weights are kept.
+    """
+    probes = template.probes
+    array = np.array(probes.get_array(), copy=True)
+    start = array[0, 0].astype(np.complex128)
+    size = start.shape[-1]
+    if probe_mask:
+        start = start * circular_probe_mask(size, dtype=np.float64)
+    scale = size / np.sqrt(np.sum(np.abs(start) ** 2))
+    refined_probe = np.asarray(refined_probe)
+    if refined_probe.shape != start.shape:
+        raise ValueError(
+            f"invalid refined probe: expected the product's probe shape {start.shape}, received {refined_probe.shape}"
+        )
+    array[0, 0] = (refined_probe.astype(np.complex128) / scale).astype(array.dtype)
+    opr_weights = probes.get_opr_weights_or_none()
+    return ProbeSequence(
+        array=array,
+        opr_weights=None if opr_weights is None else opr_weights.copy(),
+        pixel_geometry=probes.get_pixel_geometry().copy(),
+    )
 
 
 class PINNReconstructor(TrainableReconstructor):
@@ -243,7 +291,12 @@ class PINNReconstructor(TrainableReconstructor):
     # -- reconstruct ------------------------------------------------------------------
 
     def reconstruct(self, parameters: ReconstructInput) -> Iterator[ReconstructOutput]:
-        """Predict, stitch onto the input object's grid, and yield the finished product once."""
+        """Predict, stitch onto the input object's grid, refine, and yield the finished product once.
+
+        The settings are read first (:meth:`PINNSettings.config`, ``NumPhotons = 0`` =
+        the measured mean total count per pattern of this data), so a bad value fails
+        before the network runs.
+        """
         bundle = self._bundle
         if bundle is None:
             raise RuntimeError(
@@ -251,7 +304,8 @@ class PINNReconstructor(TrainableReconstructor):
                 f"or load one (Load Model..., or put model{MODEL_FILE_EXTENSION} in the batch input directory)"
             )
         scan = scan_from_reconstruct_input(parameters)
-        device = self._settings.device.get_value()
+        config = self._refine_config(bundle, scan)
+        device = config.execution.device
         if device != bundle.config.execution.device:
             bundle = dataclasses.replace(
                 bundle,
@@ -264,12 +318,14 @@ class PINNReconstructor(TrainableReconstructor):
         def log_progress(event: ProgressEvent) -> None:  # one event per chunk of positions
             self._logger.info("%s: %d/%d positions predicted", self.key, event.step, event.n_steps)
 
-        chunk_size = self._settings.chunk_size.get_value()
-        if isinstance(chunk_size, bool) or chunk_size < 1:
-            raise ValueError(
-                f"Ptychodus settings [{self._settings.group_name}] ChunkSize: expected an int >= 1, "
-                f"received ChunkSize={chunk_size!r}"
-            )
+        def log_refinement(event: ProgressEvent) -> None:  # one event per iteration (steps are not logged)
+            if event.stage == "epoch":
+                self._logger.info(
+                    "%s: refinement iteration %d/%d, loss %.6g",
+                    self.key, event.epoch + 1, event.n_epochs, event.metrics.get("loss", float("nan")),
+                )
+
+        chunk_size = config.inference.chunk_size
         recon = workflow.reconstruct(bundle, scan, self._backend, chunk_size=chunk_size, progress=log_progress)
         expected_frame = ObjectFrame.for_object(scan.object.shape)
         if recon.frame != expected_frame:  # the workflow stitches on objectGuess's grid; keep it that way
@@ -277,13 +333,57 @@ class PINNReconstructor(TrainableReconstructor):
                 f"{self.key}: reconstruction frame {recon.frame.to_json()} is not the input object's grid "
                 f"{expected_frame.to_json()}"
             )
+        refined = self._refine(recon, scan, config, log_refinement)
         training_losses, _ = losses_from_history(bundle.history)
         comment = (
             f"PtychoPINN: reconstructed by {self.key} (backend {self._backend.name}, model trained by "
-            f"{bundle.manifest['backend']} in mode {bundle.manifest['mode']}, ptychopinn-core {__version__})"
+            f"{bundle.manifest['backend']} in mode {bundle.manifest['mode']}{_refinement_note(refined, config)}, "
+            f"ptychopinn-core {__version__})"
         )
-        product = output_product(parameters.product, recon.object, training_losses, comment)
+        product = output_product(parameters.product, refined.object, training_losses, comment)
+        if probe_refined(config) and refined.probe is not None:
+            product = dataclasses.replace(
+                product, probes=product_probes(parameters.product, refined.probe, config.model.probe_mask)
+            )
         yield ReconstructOutput(product=product, progress=scan.n_positions, status=0)
+
+    def _refine_config(self, bundle: ModelBundle, scan: ScanData) -> Config:
+        """The run's configuration: the settings (measured photons of ``scan``) and the model's probe mask.
+
+        The network's object goes with the probe the model was trained with, masked or
+        not (``model.probe_mask`` of the bundle); refinement starts from the scan's probe
+        treated the same way.
+        """
+        config = self._settings.config(self._mode, measured_nphotons=mean_counts_per_pattern(scan))
+        if config.model.probe_mask != bundle.config.model.probe_mask:
+            config = config.with_overrides(
+                {"model.probe_mask": bundle.config.model.probe_mask}, source=f"model of {self.key}"
+            )
+        return config
+
+    def _refine(self, recon: Reconstruction, scan: ScanData, config: Config, progress) -> Reconstruction:
+        """``workflow.refine`` with this backend, logged; the network's object when ``RefineIterations = 0``."""
+        settings = config.refine
+        if settings.iterations == 0:
+            self._logger.info("%s: RefineIterations = 0: the network's object, not refined", self.key)
+        else:
+            self._logger.info(
+                "%s: refining the object%s for %d iterations (%s loss, %d positions per step)",
+                self.key, " and the probe" if probe_refined(config) else "", settings.iterations,
+                settings.loss, settings.batch_size,
+            )
+            if settings.probe and not probe_refined(config):
+                self._logger.warning(
+                    "%s: RefineProbe is on but RefineProbeDelay = %d >= RefineIterations = %d: the probe is not refined",
+                    self.key, settings.probe_delay, settings.iterations,
+                )
+        refined = workflow.refine(recon, scan, config, self._backend, progress=progress)
+        if refined.frame != recon.frame or refined.object.shape != recon.object.shape:
+            raise RuntimeError(
+                f"{self.key}: refined object {refined.object.shape} on {refined.frame.to_json()} is not on the "
+                f"input object's grid {recon.frame.to_json()}"
+            )
+        return refined
 
     # -- train ------------------------------------------------------------------------
 
@@ -370,3 +470,14 @@ class PINNReconstructor(TrainableReconstructor):
         if "error" in outcome:
             raise outcome["error"]  # type: ignore[misc]
         return outcome["bundle"]  # type: ignore[return-value]
+
+
+def _refinement_note(refined: Reconstruction, config: Config) -> str:
+    """``", refined: 20 iterations of the object and probe, amplitude loss 0.12 -> 0.034"`` (empty if none)."""
+    record = refined.meta.get("refine")
+    if not record:
+        return ""
+    what = "object and probe" if probe_refined(config) else "object"
+    first, final = record.get("first_loss"), record.get("final_loss")
+    losses = f" {first:.4g} -> {final:.4g}" if first is not None and final is not None else ""
+    return f", refined: {record['iterations']} iterations of the {what}, {record['loss']} loss{losses}"

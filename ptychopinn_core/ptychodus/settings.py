@@ -19,14 +19,29 @@ ValidationFraction  training.validation_fraction Config default (0.05)
 Seed                training.seed                Config default (0)
 Device              execution.device             auto (auto, cpu or gpu)
 ChunkSize           inference.chunk_size         Config default (1024)
+RefineIterations    refine.iterations            Config default (20); 0: the network's
+                                                 object as it is, no refinement
+RefineBatchSize     refine.batch_size            Config default (16)
+RefineStepSize      refine.step_size             Config default (0.02)
+RefineProbe         refine.probe                 Config default (false): refine the
+                                                 probe too (a boolean)
+RefineProbeDelay    refine.probe_delay           Config default (5)
+RefineProbeStepSize refine.probe_step_size       Config default (0.01)
 Overrides           any field                    empty; ``section.key=value`` pairs
                                                  separated by ``;``, applied last
 ==================  ===========================  ==========================================
 
+Both reconstructors (``PINN`` and ``Supervised``) read every key: training reads the
+``training``/``model``/``data`` keys, reconstruction reads ``Device``, ``ChunkSize``,
+``NumPhotons`` (the photon scale of the refinement's loss) and the ``Refine*`` keys
+(refinement is physics, fitted to the measured patterns whichever way the network was
+trained). The other refinement fields (``refine.step_decay``, ``refine.loss``,
+``refine.seed``) are set through ``Overrides``.
+
 Values are read when a reconstructor runs (train, reconstruct), never cached, so a
 settings file opened in Ptychodus takes effect on the next run. Ptychodus' own
 parameter bounds are not used: a bad value is a ValueError from the configuration
-that names the field, instead of a silent clamp.
+that names the settings key and the field, instead of a silent clamp.
 """
 
 from __future__ import annotations
@@ -54,6 +69,12 @@ SETTINGS_KEYS: Mapping[str, str] = {
     "Seed": "training.seed",
     "Device": "execution.device",
     "ChunkSize": "inference.chunk_size",
+    "RefineIterations": "refine.iterations",
+    "RefineBatchSize": "refine.batch_size",
+    "RefineStepSize": "refine.step_size",
+    "RefineProbe": "refine.probe",
+    "RefineProbeDelay": "refine.probe_delay",
+    "RefineProbeStepSize": "refine.probe_step_size",
 }
 _OVERRIDES_KEY = "Overrides"
 
@@ -86,6 +107,13 @@ class PINNSettings:
         self.seed = group.create_integer_parameter("Seed", defaults.training.seed)
         self.device = group.create_string_parameter("Device", defaults.execution.device)
         self.chunk_size = group.create_integer_parameter("ChunkSize", defaults.inference.chunk_size)
+        refine = defaults.refine
+        self.refine_iterations = group.create_integer_parameter("RefineIterations", refine.iterations)
+        self.refine_batch_size = group.create_integer_parameter("RefineBatchSize", refine.batch_size)
+        self.refine_step_size = group.create_real_parameter("RefineStepSize", refine.step_size)
+        self.refine_probe = group.create_boolean_parameter("RefineProbe", refine.probe)
+        self.refine_probe_delay = group.create_integer_parameter("RefineProbeDelay", refine.probe_delay)
+        self.refine_probe_step_size = group.create_real_parameter("RefineProbeStepSize", refine.probe_step_size)
         self.overrides = group.create_string_parameter(_OVERRIDES_KEY, "")
 
     def values(self) -> dict[str, Any]:
@@ -122,11 +150,31 @@ class PINNSettings:
             overrides["data.nphotons"] = float(measured_nphotons)
         try:
             config = Config().with_overrides(overrides, source=source)
+        except ConfigError as error:
+            raise ValueError(_name_the_keys(str(error), values, self.group_name)) from None
+        try:
             extra = _parse_overrides(values[_OVERRIDES_KEY], source)
             return config.with_overrides(extra, source=f"{source} {_OVERRIDES_KEY}") if extra else config
         except ConfigError as error:
-            keys = ", ".join(f"{name} = {dotted}" for name, dotted in SETTINGS_KEYS.items())
-            raise ValueError(f"{error} (keys of [{self.group_name}]: {keys})") from None
+            raise ValueError(str(error)) from None
+
+
+def _name_the_keys(message: str, values: Mapping[str, Any], group_name: str) -> str:
+    """``message`` with the settings key(s) that set the refused field(s) named.
+
+    The configuration names the field (``invalid value refine.iterations=-1: ...``); a
+    Ptychodus user sets a key (``RefineIterations``), so both are named. A message that
+    names no field of a key lists every key.
+    """
+    named = [
+        f"{name} = {values[name]!r}"
+        for name, dotted in SETTINGS_KEYS.items()
+        if f"{dotted}=" in message or f"{dotted}:" in message
+    ]
+    if named:
+        return f"{message} (set by {', '.join(named)} in [{group_name}])"
+    keys = ", ".join(f"{name} = {dotted}" for name, dotted in SETTINGS_KEYS.items())
+    return f"{message} (keys of [{group_name}]: {keys})"
 
 
 def _parse_overrides(text: str, source: str) -> dict[str, str]:
