@@ -52,36 +52,38 @@ class _PatchSampling:
     fine for patches but ``W / N`` times the work on a wide object, and its advanced-index
     backward is a slow sorted scatter on CPU. Here each position's block of the four
     bilinear corners is gathered with ``index_select`` (backward: ``index_add``) and the
-    corners are combined with the reference's weights, in the reference's order.
+    corners are combined with the reference's weights, in the reference's order. Only the
+    integer corner and the fractions of each position are kept; a batch's indices are made
+    when it is used, so memory does not grow with ``M * N**2``.
     """
 
     def __init__(self, problem: RefineProblem, real_dtype: torch.dtype, device: torch.device) -> None:
-        height, width = problem.object_shape
-        size = problem.pattern_size
+        self.shape = problem.object_shape
+        self.size = problem.pattern_size
         positions = np.asarray(problem.positions_px, dtype=np.float64)
-        top = positions[:, 1] - size // 2
-        left = positions[:, 0] - size // 2
+        top = positions[:, 1] - self.size // 2
+        left = positions[:, 0] - self.size // 2
         row0, col0 = np.floor(top), np.floor(left)
-        steps = np.arange(size + 1)
-        rows = row0.astype(np.int64)[:, None] + steps[None, :]
-        cols = col0.astype(np.int64)[:, None] + steps[None, :]
-        inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
-        flat = np.clip(rows, 0, height - 1)[:, :, None] * width + np.clip(cols, 0, width - 1)[:, None, :]
         real = np.float64 if real_dtype == torch.float64 else np.float32
-        self._flat = torch.from_numpy(flat).to(device)
-        self._inside = torch.from_numpy(inside.astype(real)).to(device)
+        self._row0 = torch.from_numpy(row0.astype(np.int64)).to(device)
+        self._col0 = torch.from_numpy(col0.astype(np.int64)).to(device)
         self._row_fraction = torch.from_numpy((top - row0).astype(real)).to(device)
         self._col_fraction = torch.from_numpy((left - col0).astype(real)).to(device)
+        self._steps = torch.arange(self.size + 1, device=device)
+        self.real_dtype = real_dtype
         self.device = device
-        self.size = size
 
     def patches(self, obj: torch.Tensor, indices: np.ndarray) -> torch.Tensor:
         # In the real view (..., 2): real weights times complex values without promoting
         # every weight array to complex first.
+        height, width = self.shape
         index = torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(self.device)
-        flat = self._flat[index]
+        rows = self._row0[index][:, None] + self._steps[None, :]
+        cols = self._col0[index][:, None] + self._steps[None, :]
+        inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
+        flat = rows.clamp(0, height - 1)[:, :, None] * width + cols.clamp(0, width - 1)[:, None, :]
         values = torch.view_as_real(obj).reshape(-1, 2).index_select(0, flat.reshape(-1))
-        blocks = values.reshape(flat.shape + (2,)) * self._inside[index][..., None]
+        blocks = values.reshape(flat.shape + (2,)) * inside[..., None].to(self.real_dtype)
         fr = self._row_fraction[index][:, None, None, None]
         fc = self._col_fraction[index][:, None, None, None]
         n = self.size
