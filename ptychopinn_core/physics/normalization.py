@@ -20,6 +20,10 @@ import numpy as np
 __all__ = ["amplitude_normalisation", "intensity_scale"]
 
 
+# Elements squared at once in float64 (a temporary of ~32 MiB).
+_BLOCK_ELEMENTS = 1 << 22
+
+
 def amplitude_normalisation(diffraction: np.ndarray) -> float:
     """Amplitude factor ``a`` that gives the patterns mean total energy ``(N/2)**2``.
 
@@ -50,8 +54,13 @@ def amplitude_normalisation(diffraction: np.ndarray) -> float:
         raise TypeError(
             f"invalid diffraction dtype: expected real amplitudes, received diffraction.dtype={diffraction.dtype}"
         )
-    # Accumulate in float64: a float32 sum over 1e5 patterns x 64 x 64 pixels drifts.
-    energy_per_pattern = np.sum(np.square(diffraction, dtype=np.float64), axis=(1, 2))
+    # Accumulate in float64: a float32 sum over 1e5 patterns x 64 x 64 pixels drifts. A block
+    # of patterns at a time: the whole scan in float64 would double the memory of a large one.
+    per_block = max(1, _BLOCK_ELEMENTS // (diffraction.shape[1] * diffraction.shape[2]))
+    energy_per_pattern = np.concatenate([
+        np.sum(np.square(diffraction[start : start + per_block], dtype=np.float64), axis=(1, 2))
+        for start in range(0, diffraction.shape[0], per_block)
+    ])
     mean_energy = float(np.mean(energy_per_pattern))
     if not math.isfinite(mean_energy) or mean_energy <= 0:
         raise ValueError(
