@@ -20,7 +20,7 @@ PACKAGES = {
     "pytorch": ROOT / "ptychopinn_torch" / "ptychopinn_torch",
 }
 #: Every backend package holds exactly these modules (brief: backend architecture).
-EXPECTED_MODULES = ("__init__", "plugin", "layers", "network", "model", "training", "inference", "ops")
+EXPECTED_MODULES = ("__init__", "plugin", "layers", "network", "model", "training", "inference", "ops", "refine")
 #: Top-level names of the frameworks: never imported at module level by light modules.
 FRAMEWORKS = {"tensorflow", "torch", "lightning", "pytorch_lightning", "keras"}
 #: Modules that discovery imports: they must stay framework-free at import.

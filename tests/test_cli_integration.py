@@ -76,7 +76,9 @@ def train_and_infer(backend: str, scans: dict[str, Path], folder: Path, *options
     run_cli("train", "--backend", backend, "--train", str(scans["train"]), "--out", str(bundle_path),
             "--seed", "0", "--set", "training.early_stopping_patience=none", "--set", "execution.device=cpu",
             *options)
-    run_cli("infer", "--model", str(bundle_path), "--data", str(scans["test"]), "--out", str(recon_path))
+    # The network's own output: these tests are about the model (refinement: below and test_cli_refine.py).
+    run_cli("infer", "--model", str(bundle_path), "--data", str(scans["test"]), "--out", str(recon_path),
+            "--refine-iterations", "0")
     return bundle_path, recon_path
 
 
@@ -98,6 +100,14 @@ def test_bundle_reconstructs_identically_in_a_fresh_process(backend, scans, tmp_
     difference = np.max(np.abs(fresh.object - here.object)) / np.max(np.abs(here.object))
     print(f"\n[{backend}] fresh-process vs in-process reconstruction: max relative difference {difference:.2e}")
     assert difference < 1e-5
+
+    refined_path = tmp_path / "refined.npz"
+    run_cli("infer", "--model", str(bundle_path), "--data", str(scans["test"]), "--out", str(refined_path))
+    refined = read_reconstruction(refined_path)
+    assert refined.meta["refine"]["backend"] == backend and refined.meta["refine"]["iterations"] > 0
+    assert refined.meta["refine"]["final_loss"] < refined.meta["refine"]["first_loss"]
+    assert refined.object.shape == fresh.object.shape and np.all(np.isfinite(refined.object))
+    assert refined.probe is not None and refined.probe.shape == (64, 64)
 
 
 def test_gridsize2_bundle_beats_untrained_on_an_unseen_scan(scans, tmp_path, installed_backend) -> None:

@@ -77,7 +77,7 @@ def ptychopinn_train(model, data, config, progress):
 
 @hookimpl
 def ptychopinn_refiner(problem: RefineProblem, config: Config) -> Refiner:
-    """Refinement through this backend's physics layers (:class:`~ptychopinn_tf.refine.TensorFlowRefiner`)."""
-    from ptychopinn_tf.refine import TensorFlowRefiner
+    """Refinement through this backend's physics layers (:class:`~ptychopinn_tf.refine.FrameworkRefiner`)."""
+    from ptychopinn_tf.refine import FrameworkRefiner
 
-    return TensorFlowRefiner(problem, config)
+    return FrameworkRefiner(problem, config)

@@ -21,7 +21,7 @@ from ptychopinn_core.training_data import compute_dtypes
 from ptychopinn_tf import layers
 from ptychopinn_tf.model import select_device
 
-__all__ = ["TensorFlowRefiner"]
+__all__ = ["FrameworkRefiner"]
 
 
 class _Adam:
@@ -52,7 +52,7 @@ class _Adam:
         value.assign_sub(tf.complex(update_re, update_im))
 
 
-class TensorFlowRefiner:
+class FrameworkRefiner:
     """The TensorFlow implementation of :class:`~ptychopinn_core.backends.Refiner`."""
 
     def __init__(self, problem: RefineProblem, config: Config) -> None:

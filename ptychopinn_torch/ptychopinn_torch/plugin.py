@@ -93,7 +93,7 @@ def ptychopinn_train(model: BackendModel, data: TrainingData, config: Config, pr
 
 @hookimpl
 def ptychopinn_refiner(problem: RefineProblem, config: Config) -> Refiner:
-    """Refinement through this backend's physics layers (:class:`~ptychopinn_torch.refine.TorchRefiner`)."""
-    from ptychopinn_torch.refine import TorchRefiner
+    """Refinement through this backend's physics layers (:class:`~ptychopinn_torch.refine.FrameworkRefiner`)."""
+    from ptychopinn_torch.refine import FrameworkRefiner
 
-    return TorchRefiner(problem, config)
+    return FrameworkRefiner(problem, config)

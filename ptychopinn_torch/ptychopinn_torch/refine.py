@@ -20,7 +20,7 @@ from ptychopinn_core.training_data import compute_dtypes
 from ptychopinn_torch import layers
 from ptychopinn_torch.model import select_device
 
-__all__ = ["TorchRefiner"]
+__all__ = ["FrameworkRefiner"]
 
 _COMPLEX = {np.dtype(np.complex64): torch.complex64, np.dtype(np.complex128): torch.complex128}
 
@@ -94,7 +94,7 @@ class _PatchSampling:
         return torch.view_as_complex(out.contiguous())
 
 
-class TorchRefiner:
+class FrameworkRefiner:
     """The PyTorch implementation of :class:`~ptychopinn_core.backends.Refiner`."""
 
     def __init__(self, problem: RefineProblem, config: Config) -> None:
