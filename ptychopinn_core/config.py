@@ -155,14 +155,14 @@ class RefineConfig(_Section):
     batch_size: int = Field(16, ge=1, description="Positions per step: small batches converge in fewer passes; bounds memory.")
     step_size: float = Field(0.02, gt=0, description="Adam step size of the object.")
     step_decay: float = Field(
-        0.9, gt=0, le=1, description="Both step sizes are multiplied by this after every iteration."
+        0.95, gt=0, le=1, description="Both step sizes are multiplied by this after every iteration."
     )
     loss: Literal["amplitude", "poisson"] = Field(
         "amplitude", description="amplitude: squared amplitude error; poisson: the training's Poisson NLL."
     )
     probe: bool = Field(False, description="Refine the probe too (real data, where the probe is a guess).")
-    probe_delay: int = Field(5, ge=0, description="Object-only iterations before the probe is refined.")
-    probe_step_size: float = Field(0.01, gt=0, description="Adam step size of the probe.")
+    probe_delay: int = Field(1, ge=0, description="Object-only iterations before the probe is refined.")
+    probe_step_size: float = Field(0.02, gt=0, description="Adam step size of the probe.")
     seed: int = Field(0, ge=0, description="Seeds the order in which positions are visited.")
 
 

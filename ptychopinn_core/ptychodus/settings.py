@@ -25,8 +25,8 @@ RefineBatchSize     refine.batch_size            Config default (16)
 RefineStepSize      refine.step_size             Config default (0.02)
 RefineProbe         refine.probe                 Config default (false): refine the
                                                  probe too (a boolean)
-RefineProbeDelay    refine.probe_delay           Config default (5)
-RefineProbeStepSize refine.probe_step_size       Config default (0.01)
+RefineProbeDelay    refine.probe_delay           Config default (1)
+RefineProbeStepSize refine.probe_step_size       Config default (0.02)
 Overrides           any field                    empty; ``section.key=value`` pairs
                                                  separated by ``;``, applied last
 ==================  ===========================  ==========================================
