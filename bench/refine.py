@@ -207,10 +207,13 @@ def timed_inference(bundle, scan, backend):
 
 
 def refine_config(bundle_config, nphotons: float, args, **refine):
-    """The bundle's configuration with the photon scale of the scan and the ``[refine]`` settings."""
+    """The bundle's configuration with the photon scale of the scan and today's ``[refine]`` defaults
+    (a saved bundle carries those of its training run), then ``--set`` and ``refine``."""
     from ptychopinn_core.config import parse_assignments
 
-    config = bundle_config.with_overrides({"data.nphotons": float(nphotons)})
+    from ptychopinn_core.workflow import with_default_refine
+
+    config = with_default_refine(bundle_config).with_overrides({"data.nphotons": float(nphotons)})
     if args.overrides:
         config = config.with_overrides(parse_assignments(args.overrides))
     if refine:

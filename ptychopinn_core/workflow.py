@@ -27,7 +27,7 @@ import numpy as np
 from ptychopinn_core import __version__
 from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
 from ptychopinn_core.backends.registry import Backend
-from ptychopinn_core.config import Config
+from ptychopinn_core.config import Config, RefineConfig
 from ptychopinn_core.data import ScanData
 from ptychopinn_core.evaluation import META_CROP_SIZE_KEY
 from ptychopinn_core.model.bundle import ModelBundle, make_manifest
@@ -42,7 +42,7 @@ from ptychopinn_core.training_data import (
     prepare_training_data,
 )
 
-__all__ = ["train", "reconstruct", "refine", "refine_problem", "refine_probe_for", "object_frame_for", "config_for_scan"]
+__all__ = ["train", "reconstruct", "refine", "refine_problem", "refine_probe_for", "with_default_refine", "object_frame_for", "config_for_scan"]
 
 _log = logging.getLogger(__name__)
 
@@ -210,6 +210,16 @@ def refine_problem(recon: Reconstruction, scan: ScanData, config: Config) -> tup
     problem = RefineProblem.for_scan(scan, frame, config)
     problem.check_variables(recon.object, probe)
     return problem, probe
+
+
+def with_default_refine(config: Config) -> Config:
+    """``config`` with today's ``[refine]`` defaults.
+
+    A bundle stores the configuration it was trained with, ``[refine]`` included, but
+    refinement settings say how a reconstruction is finished, not what the model is: an
+    older bundle must not pin the refinement defaults of its day.
+    """
+    return config.model_copy(update={"refine": RefineConfig()})
 
 
 def refine_probe_for(scan: ScanData, config: Config) -> np.ndarray:

@@ -132,3 +132,24 @@ def test_infer_refuses_to_change_the_models_settings(fake_installed, scan_path, 
                  "--set", "model.gridsize=2"])
     assert code == 1 and "refine.* settings only" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_infer_uses_todays_refine_defaults_not_the_bundles(fake_installed, scan_path, model_path, tmp_path):
+    """A bundle keeps the [refine] section of its training run; refinement is not part of the
+    model, so an older bundle must not pin the refinement settings of its day."""
+    import dataclasses
+
+    from ptychopinn_core.config import Config
+    from ptychopinn_core.model.bundle import read_bundle, write_bundle
+
+    bundle = read_bundle(model_path)
+    old = dataclasses.replace(bundle, config=bundle.config.with_overrides({"refine.iterations": 2,
+                                                                          "refine.step_decay": 0.5}))
+    old_path, out = tmp_path / "old.zip", tmp_path / "out.npz"
+    write_bundle(old_path, old)
+    assert main(["--quiet", "infer", "--model", str(old_path), "--data", str(scan_path), "--out", str(out),
+                 "--set", "refine.batch_size=25"]) == 0
+    settings = read_reconstruction(out).meta["refine"]
+    defaults = Config().refine
+    assert (settings["iterations"], settings["step_decay"]) == (defaults.iterations, defaults.step_decay)
+    assert settings["batch_size"] == 25

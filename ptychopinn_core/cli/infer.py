@@ -31,8 +31,7 @@ __all__ = ["infer_command"]
 @click.option("--measurement", type=click.Choice(["auto", "amplitude", "counts"]),
               help="Domain of float diffraction data whose file does not declare it.")
 @click.option("--refine-iterations", type=click.IntRange(min=0),
-              help="refine.iterations after the network (0: the network's object only; "
-                   "default: the bundle's, 20 unless set).")
+              help="refine.iterations after the network (0: the network's object only; default 20).")
 @click.option("--refine-probe/--no-refine-probe", "refine_probe", default=None,
               help="refine.probe: refine the probe too (real data, where the probe is a guess).")
 @click.option("--set", "assignments", multiple=True, metavar="refine.KEY=VALUE",
@@ -91,10 +90,13 @@ def infer_command(
 def _refine_config(
     config: Config, assignments: tuple[str, ...], iterations: int | None, probe: bool | None
 ) -> Config:
-    """The bundle's configuration with the refinement settings of the command line.
+    """The bundle's configuration, today's refinement defaults and the command line's.
 
     Only ``refine.*`` may change: everything else describes the trained model.
     """
+    from ptychopinn_core.workflow import with_default_refine
+
+    config = with_default_refine(config)
     overrides: dict[str, object] = dict(parse_assignments(assignments))
     fixed = sorted(key for key in overrides if not key.startswith("refine."))
     if fixed:
