@@ -9,14 +9,13 @@ itself. :class:`NumpyRefiner` also runs a whole refinement, so a backend without
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
+from ptychopinn_core.backends.contract import ProgressCallback
 from ptychopinn_core.physics.forward import far_field
 from ptychopinn_core.physics.losses import POISSON_EPS
 from ptychopinn_core.physics.translate import _corners, extract_patches
+from ptychopinn_core.refine.loop import run_refinement
 from ptychopinn_core.refine.problem import Observer, RefineProblem, RefineResult
 
 __all__ = [
@@ -191,7 +190,7 @@ def adam_step(value: np.ndarray, gradient: np.ndarray, state: AdamState, step_si
 
 
 class NumpyRefiner:
-    """Refinement in numpy: the reference loop every backend's refiner reproduces.
+    """Refinement in numpy: the reference every backend's refiner reproduces.
 
     Parameters
     ----------
@@ -216,43 +215,26 @@ class NumpyRefiner:
         progress: ProgressCallback | None = None,
         observe: Observer | None = None,
     ) -> RefineResult:
-        return run_reference(self.loss_and_gradients, self.problem, obj, probe, self.dtype, progress, observe)
+        self.problem.check_variables(obj, probe)
+        return run_refinement(self.problem, _NumpySteps(self, obj, probe), progress, observe)
 
 
-def run_reference(
-    loss_and_gradients_of: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, np.ndarray, np.ndarray]],
-    problem: RefineProblem,
-    obj: np.ndarray,
-    probe: np.ndarray,
-    dtype: np.dtype,
-    progress: ProgressCallback | None = None,
-    observe: Observer | None = None,
-) -> RefineResult:
-    """The refinement loop with numpy Adam around any ``loss_and_gradients``."""
-    problem.check_variables(obj, probe)
-    settings = problem.settings
-    obj = np.array(obj, dtype=dtype)
-    probe = np.array(probe, dtype=dtype)
-    object_state = AdamState(obj.shape, dtype)
-    probe_state = AdamState(probe.shape, dtype)
-    losses = []
-    for iteration in range(settings.iterations):
-        batches = problem.batches(iteration)
-        total = 0.0
-        for step, indices in enumerate(batches, start=1):
-            loss, d_obj, d_probe = loss_and_gradients_of(obj, probe, indices)
-            total += loss * len(indices)
-            scale = problem.step_scale(iteration)
-            obj = adam_step(obj, d_obj, object_state, settings.step_size * scale)
-            if problem.refines_probe(iteration):
-                probe = adam_step(probe, d_probe, probe_state, settings.probe_step_size * scale)
-            if progress is not None:
-                progress(ProgressEvent("batch", iteration, settings.iterations, step, len(batches), {"loss": loss}))
-        losses.append(total / problem.n_positions)
-        if progress is not None:
-            progress(
-                ProgressEvent("epoch", iteration, settings.iterations, len(batches), len(batches), {"loss": losses[-1]})
-            )
-        if observe is not None:
-            observe(iteration, obj, probe)
-    return RefineResult(object=obj, probe=probe, losses=tuple(losses))
+class _NumpySteps:
+    """The reference's variables and Adam states (:class:`~ptychopinn_core.refine.loop.Steps`)."""
+
+    def __init__(self, refiner: NumpyRefiner, obj: np.ndarray, probe: np.ndarray) -> None:
+        self.refiner = refiner
+        self.obj = np.array(obj, dtype=refiner.dtype)
+        self.probe = np.array(probe, dtype=refiner.dtype)
+        self.object_state = AdamState(self.obj.shape, refiner.dtype)
+        self.probe_state = AdamState(self.probe.shape, refiner.dtype)
+
+    def step(self, indices: np.ndarray, object_step: float, probe_step: float | None) -> float:
+        loss, d_obj, d_probe = self.refiner.loss_and_gradients(self.obj, self.probe, indices)
+        self.obj = adam_step(self.obj, d_obj, self.object_state, object_step)
+        if probe_step is not None:
+            self.probe = adam_step(self.probe, d_probe, self.probe_state, probe_step)
+        return loss
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.obj.copy(), self.probe.copy()

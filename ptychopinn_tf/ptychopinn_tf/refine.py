@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
+from ptychopinn_core.backends.contract import ProgressCallback
 from ptychopinn_core.config import Config
 from ptychopinn_core.physics.losses import POISSON_EPS
+from ptychopinn_core.refine.loop import run_refinement
 from ptychopinn_core.refine.problem import Observer, RefineProblem, RefineResult
 from ptychopinn_core.refine.reference import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON
 from ptychopinn_core.training_data import compute_dtypes
@@ -121,31 +122,27 @@ class FrameworkRefiner:
         progress: ProgressCallback | None = None,
         observe: Observer | None = None,
     ) -> RefineResult:
-        problem, settings = self.problem, self.problem.settings
-        problem.check_variables(obj, probe)
-        with tf.device(self.device):
-            obj_v = tf.Variable(self._tensor(obj), trainable=False)
-            probe_v = tf.Variable(self._tensor(probe), trainable=False)
-            object_adam, probe_adam = _Adam(obj_v), _Adam(probe_v)
-        losses = []
-        for iteration in range(settings.iterations):
-            batches = problem.batches(iteration)
-            scale = problem.step_scale(iteration)
-            total = 0.0
-            for step, indices in enumerate(batches, start=1):
-                loss, d_obj, d_probe = self._step(obj_v, probe_v, indices)
-                with tf.device(self.device):
-                    object_adam.step(obj_v, d_obj, settings.step_size * scale)
-                    if problem.refines_probe(iteration):
-                        probe_adam.step(probe_v, d_probe, settings.probe_step_size * scale)
-                loss = float(loss)
-                total += loss * len(indices)
-                if progress is not None:
-                    progress(ProgressEvent("batch", iteration, settings.iterations, step, len(batches), {"loss": loss}))
-            losses.append(total / problem.n_positions)
-            if progress is not None:
-                metrics = {"loss": losses[-1]}
-                progress(ProgressEvent("epoch", iteration, settings.iterations, len(batches), len(batches), metrics))
-            if observe is not None:
-                observe(iteration, obj_v.numpy().copy(), probe_v.numpy().copy())
-        return RefineResult(object=obj_v.numpy().copy(), probe=probe_v.numpy().copy(), losses=tuple(losses))
+        self.problem.check_variables(obj, probe)
+        return run_refinement(self.problem, _Steps(self, obj, probe), progress, observe)
+
+
+class _Steps:
+    """Object, probe and their Adam states as variables (:class:`~ptychopinn_core.refine.loop.Steps`)."""
+
+    def __init__(self, refiner: FrameworkRefiner, obj: np.ndarray, probe: np.ndarray) -> None:
+        self.refiner = refiner
+        with tf.device(refiner.device):
+            self.obj = tf.Variable(refiner._tensor(obj), trainable=False)
+            self.probe = tf.Variable(refiner._tensor(probe), trainable=False)
+            self.object_adam, self.probe_adam = _Adam(self.obj), _Adam(self.probe)
+
+    def step(self, indices: np.ndarray, object_step: float, probe_step: float | None) -> float:
+        loss, d_obj, d_probe = self.refiner._step(self.obj, self.probe, indices)
+        with tf.device(self.refiner.device):
+            self.object_adam.step(self.obj, d_obj, object_step)
+            if probe_step is not None:
+                self.probe_adam.step(self.probe, d_probe, probe_step)
+        return float(loss)
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.obj.numpy().copy(), self.probe.numpy().copy()

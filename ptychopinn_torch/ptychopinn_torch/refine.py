@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
+from ptychopinn_core.backends.contract import ProgressCallback
 from ptychopinn_core.config import Config
 from ptychopinn_core.physics.losses import POISSON_EPS
+from ptychopinn_core.refine.loop import run_refinement
 from ptychopinn_core.refine.problem import Observer, RefineProblem, RefineResult
 from ptychopinn_core.refine.reference import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON
 from ptychopinn_core.training_data import compute_dtypes
@@ -140,28 +141,24 @@ class FrameworkRefiner:
         progress: ProgressCallback | None = None,
         observe: Observer | None = None,
     ) -> RefineResult:
-        problem, settings = self.problem, self.problem.settings
-        problem.check_variables(obj, probe)
-        obj_t, probe_t = self._tensor(obj), self._tensor(probe)
-        object_adam, probe_adam = _Adam(obj_t), _Adam(probe_t)
-        losses = []
-        for iteration in range(settings.iterations):
-            batches = problem.batches(iteration)
-            scale = problem.step_scale(iteration)
-            total = torch.zeros((), dtype=torch.float64, device=self.device)
-            for step, indices in enumerate(batches, start=1):
-                loss, d_obj, d_probe = self._gradients(obj_t, probe_t, indices)
-                total += loss.to(torch.float64) * len(indices)
-                obj_t = object_adam.step(obj_t, d_obj, settings.step_size * scale)
-                if problem.refines_probe(iteration):
-                    probe_t = probe_adam.step(probe_t, d_probe, settings.probe_step_size * scale)
-                if progress is not None:
-                    metrics = {"loss": float(loss)}
-                    progress(ProgressEvent("batch", iteration, settings.iterations, step, len(batches), metrics))
-            losses.append(float(total) / problem.n_positions)
-            if progress is not None:
-                metrics = {"loss": losses[-1]}
-                progress(ProgressEvent("epoch", iteration, settings.iterations, len(batches), len(batches), metrics))
-            if observe is not None:
-                observe(iteration, obj_t.cpu().numpy().copy(), probe_t.cpu().numpy().copy())
-        return RefineResult(object=obj_t.cpu().numpy().copy(), probe=probe_t.cpu().numpy().copy(), losses=tuple(losses))
+        self.problem.check_variables(obj, probe)
+        return run_refinement(self.problem, _Steps(self, obj, probe), progress, observe)
+
+
+class _Steps:
+    """Object, probe and their Adam states as tensors (:class:`~ptychopinn_core.refine.loop.Steps`)."""
+
+    def __init__(self, refiner: FrameworkRefiner, obj: np.ndarray, probe: np.ndarray) -> None:
+        self.refiner = refiner
+        self.obj, self.probe = refiner._tensor(obj), refiner._tensor(probe)
+        self.object_adam, self.probe_adam = _Adam(self.obj), _Adam(self.probe)
+
+    def step(self, indices: np.ndarray, object_step: float, probe_step: float | None) -> float:
+        loss, d_obj, d_probe = self.refiner._gradients(self.obj, self.probe, indices)
+        self.obj = self.object_adam.step(self.obj, d_obj, object_step)
+        if probe_step is not None:
+            self.probe = self.probe_adam.step(self.probe, d_probe, probe_step)
+        return float(loss)
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.obj.cpu().numpy().copy(), self.probe.cpu().numpy().copy()
