@@ -8,7 +8,7 @@ same far-field physics, after the network (docs/physics.md §10).
   rule every backend is tested against.
 """
 
-from ptychopinn_core.refine.loop import Steps, run_refinement
+from ptychopinn_core.refine.loop import SteppedRefiner, Steps, run_refinement
 from ptychopinn_core.refine.problem import Observer, RefineProblem, RefineResult, flat_start
 from ptychopinn_core.refine.reference import (
     NumpyRefiner,
@@ -24,6 +24,7 @@ __all__ = [
     "Observer",
     "RefineProblem",
     "RefineResult",
+    "SteppedRefiner",
     "Steps",
     "adam_step",
     "fitted_truth",

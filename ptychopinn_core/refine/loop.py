@@ -16,7 +16,7 @@ import numpy as np
 from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
 from ptychopinn_core.refine.problem import Observer, RefineProblem, RefineResult
 
-__all__ = ["Steps", "run_refinement"]
+__all__ = ["SteppedRefiner", "Steps", "run_refinement"]
 
 
 class Steps(Protocol):
@@ -66,3 +66,25 @@ def run_refinement(
             observe(iteration, *steps.snapshot())
     obj, probe = steps.snapshot()
     return RefineResult(object=obj, probe=probe, losses=tuple(losses))
+
+
+class SteppedRefiner:
+    """Base of a :class:`~ptychopinn_core.backends.Refiner` whose ``run`` is this loop:
+    a subclass sets ``problem`` and supplies ``loss_and_gradients`` and :meth:`steps`."""
+
+    problem: RefineProblem
+
+    def steps(self, obj: np.ndarray, probe: np.ndarray) -> Steps:
+        """The variables, started from ``obj`` and ``probe``, and their step."""
+        raise NotImplementedError
+
+    def run(
+        self,
+        obj: np.ndarray,
+        probe: np.ndarray,
+        progress: ProgressCallback | None = None,
+        observe: Observer | None = None,
+    ) -> RefineResult:
+        """Refine for ``problem.settings.iterations`` iterations (:func:`run_refinement`)."""
+        self.problem.check_variables(obj, probe)
+        return run_refinement(self.problem, self.steps(obj, probe), progress, observe)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ptychopinn_core.backends.contract import ProgressCallback
 from ptychopinn_core.physics.forward import far_field
 from ptychopinn_core.physics.losses import POISSON_EPS
 from ptychopinn_core.physics.translate import _corners, extract_patches
-from ptychopinn_core.refine.loop import run_refinement
-from ptychopinn_core.refine.problem import Observer, RefineProblem, RefineResult
+from ptychopinn_core.refine.loop import SteppedRefiner
+from ptychopinn_core.refine.problem import RefineProblem
 
 __all__ = [
     "fitted_truth",
@@ -189,7 +188,7 @@ def adam_step(value: np.ndarray, gradient: np.ndarray, state: AdamState, step_si
     return (value - (scale * step_re + 1j * (scale * step_im))).astype(value.dtype)
 
 
-class NumpyRefiner:
+class NumpyRefiner(SteppedRefiner):
     """Refinement in numpy: the reference every backend's refiner reproduces.
 
     Parameters
@@ -208,16 +207,8 @@ class NumpyRefiner:
     ) -> tuple[float, np.ndarray, np.ndarray]:
         return loss_and_gradients(obj.astype(self.dtype), probe.astype(self.dtype), self.problem, indices)
 
-    def run(
-        self,
-        obj: np.ndarray,
-        probe: np.ndarray,
-        progress: ProgressCallback | None = None,
-        observe: Observer | None = None,
-    ) -> RefineResult:
-        self.problem.check_variables(obj, probe)
-        return run_refinement(self.problem, _NumpySteps(self, obj, probe), progress, observe)
-
+    def steps(self, obj: np.ndarray, probe: np.ndarray) -> _NumpySteps:
+        return _NumpySteps(self, obj, probe)
 
 class _NumpySteps:
     """The reference's variables and Adam states (:class:`~ptychopinn_core.refine.loop.Steps`)."""

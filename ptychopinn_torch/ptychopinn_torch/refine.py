@@ -11,11 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ptychopinn_core.backends.contract import ProgressCallback
 from ptychopinn_core.config import Config
 from ptychopinn_core.physics.losses import POISSON_EPS
-from ptychopinn_core.refine.loop import run_refinement
-from ptychopinn_core.refine.problem import Observer, RefineProblem, RefineResult
+from ptychopinn_core.refine.loop import SteppedRefiner
+from ptychopinn_core.refine.problem import RefineProblem
 from ptychopinn_core.refine.reference import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON
 from ptychopinn_core.training_data import compute_dtypes
 from ptychopinn_torch import layers
@@ -95,7 +94,7 @@ class _PatchSampling:
         return torch.view_as_complex(out.contiguous())
 
 
-class FrameworkRefiner:
+class FrameworkRefiner(SteppedRefiner):
     """The PyTorch implementation of :class:`~ptychopinn_core.backends.Refiner`."""
 
     def __init__(self, problem: RefineProblem, config: Config) -> None:
@@ -134,16 +133,8 @@ class FrameworkRefiner:
         loss, d_obj, d_probe = self._gradients(self._tensor(obj), self._tensor(probe), indices)
         return float(loss), d_obj.cpu().numpy().copy(), d_probe.cpu().numpy().copy()
 
-    def run(
-        self,
-        obj: np.ndarray,
-        probe: np.ndarray,
-        progress: ProgressCallback | None = None,
-        observe: Observer | None = None,
-    ) -> RefineResult:
-        self.problem.check_variables(obj, probe)
-        return run_refinement(self.problem, _Steps(self, obj, probe), progress, observe)
-
+    def steps(self, obj: np.ndarray, probe: np.ndarray) -> _Steps:
+        return _Steps(self, obj, probe)
 
 class _Steps:
     """Object, probe and their Adam states as tensors (:class:`~ptychopinn_core.refine.loop.Steps`)."""
