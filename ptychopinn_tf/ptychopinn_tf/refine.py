@@ -1,7 +1,8 @@
 """Refinement in TensorFlow: the object (and probe) fitted to the data through the physics layers.
 
 The same definition as :mod:`ptychopinn_core.refine.reference` (docs/physics.md §10): patches
-cut from the object with :func:`~ptychopinn_tf.layers.sample_separable`, the far field,
+cut from the object by the bilinear rule of physics.md §2 (one gather of each position's
+corner block, :class:`_PatchSampling`), the far field of :mod:`ptychopinn_tf.layers`,
 the loss of ``[refine]``; ``tf.GradientTape`` gives the gradients (``dL/dRe + i dL/dIm``
 for a real loss, PyTorch's convention too) and the Adam rule is written out, so it is the
 core's to the letter (Keras' Adam places epsilon differently).
@@ -52,6 +53,48 @@ class _Adam:
         value.assign_sub(tf.complex(update_re, update_im))
 
 
+class _PatchSampling:
+    """``extract_patches`` of a large object as one flat gather of ``(N+1) x (N+1)`` blocks.
+
+    :func:`~ptychopinn_tf.layers.sample_separable` gathers whole rows of the image first,
+    ``W / N`` times the work on a wide object. Here each position's block of the four
+    bilinear corners is one ``tf.gather`` of the object's real view (its gradient: a
+    segment sum into the pixels touched), and the corners are combined with the
+    reference's weights, in the reference's order (the PyTorch refiner does the same).
+    """
+
+    def __init__(self, problem: RefineProblem, real_dtype: tf.DType) -> None:
+        self.shape = problem.object_shape
+        self.size = problem.pattern_size
+        positions = np.asarray(problem.positions_px, dtype=np.float64)
+        top = positions[:, 1] - self.size // 2
+        left = positions[:, 0] - self.size // 2
+        row0, col0 = np.floor(top), np.floor(left)
+        self._row0 = tf.constant(row0.astype(np.int64))
+        self._col0 = tf.constant(col0.astype(np.int64))
+        self._row_fraction = tf.constant(top - row0, real_dtype)
+        self._col_fraction = tf.constant(left - col0, real_dtype)
+        self._steps = tf.range(self.size + 1, dtype=tf.int64)
+        self.real_dtype = real_dtype
+
+    def patches(self, obj: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+        height, width = self.shape
+        rows = tf.gather(self._row0, index)[:, None] + self._steps[None, :]
+        cols = tf.gather(self._col0, index)[:, None] + self._steps[None, :]
+        inside = (((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :])
+        flat = tf.clip_by_value(rows, 0, height - 1)[:, :, None] * width + tf.clip_by_value(cols, 0, width - 1)[:, None, :]
+        values = tf.reshape(tf.stack([tf.math.real(obj), tf.math.imag(obj)], axis=-1), (-1, 2))
+        blocks = tf.gather(values, flat) * tf.cast(inside, self.real_dtype)[..., None]
+        fr = tf.gather(self._row_fraction, index)[:, None, None, None]
+        fc = tf.gather(self._col_fraction, index)[:, None, None, None]
+        n = self.size
+        out = ((1 - fr) * (1 - fc)) * blocks[:, :n, :n]
+        out = out + ((1 - fr) * fc) * blocks[:, :n, 1:]
+        out = out + (fr * (1 - fc)) * blocks[:, 1:, :n]
+        out = out + (fr * fc) * blocks[:, 1:, 1:]
+        return tf.complex(out[..., 0], out[..., 1])
+
+
 class FrameworkRefiner(SteppedRefiner):
     """The TensorFlow implementation of :class:`~ptychopinn_core.backends.Refiner`."""
 
@@ -63,11 +106,8 @@ class FrameworkRefiner(SteppedRefiner):
         self.numpy_complex = complex_
         self.device = select_device(config.execution)
         size = problem.pattern_size
-        offsets = np.arange(size, dtype=np.float64) - size // 2
-        positions = np.asarray(problem.positions_px, dtype=np.float64)
         with tf.device(self.device):
-            self._rows = tf.constant(positions[:, 1:2] + offsets[None, :], layers.COORDINATE_DTYPE)
-            self._cols = tf.constant(positions[:, 0:1] + offsets[None, :], layers.COORDINATE_DTYPE)
+            self._sampling = _PatchSampling(problem, self.real_dtype)
         self._compiled = tf.function(
             self._gradients,
             input_signature=[
@@ -80,9 +120,7 @@ class FrameworkRefiner(SteppedRefiner):
         )
 
     def _loss(self, obj: tf.Tensor, probe: tf.Tensor, index: tf.Tensor, observed: tf.Tensor) -> tf.Tensor:
-        rows = tf.gather(self._rows, index)
-        cols = tf.gather(self._cols, index)
-        patches = layers.sample_separable(obj, rows, cols)
+        patches = self._sampling.patches(obj, index)
         amplitude = tf.abs(layers.far_field(layers.illuminate(patches, probe)))
         s = tf.constant(self.problem.intensity_scale, self.real_dtype)
         if self.problem.settings.loss == "poisson":

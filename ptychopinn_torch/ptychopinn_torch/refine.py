@@ -1,7 +1,8 @@
 """Refinement in PyTorch: the object (and probe) fitted to the data through the physics layers.
 
 The same definition as :mod:`ptychopinn_core.refine.reference` (docs/physics.md §10): patches
-cut from the object with :func:`~ptychopinn_torch.layers.sample_separable`, the far field,
+cut from the object by the bilinear rule of physics.md §2 (one gather of each position's
+corner block, :class:`_PatchSampling`), the far field of :mod:`ptychopinn_torch.layers`,
 the loss of ``[refine]``; autograd gives the gradients and the Adam rule is written out, so
 it is the core's to the letter (``torch.optim.Adam`` would be close, not equal).
 """
