@@ -706,9 +706,9 @@ def main() -> None:
     if args.scale_simulate:
         return scale_simulate_child(args)
     if args.quick:
-        args.n_train, args.n_test, args.train_seconds, args.iterations = 128, 64, 5.0, 4
+        args.n_train, args.n_test, args.train_seconds, args.iterations = 128, 64, 2.0, 3
         args.ptychi_epochs, args.ptychi_probe_run = 3, False
-        args.sweep_nphotons, args.sweep_train_seconds, args.sweep_iterations = [1e9, 1e4], 5.0, 3
+        args.sweep_nphotons, args.sweep_train_seconds, args.sweep_iterations = [1e9], 2.0, 2
         args.star_subset, args.star_train_seconds, args.star_iterations, args.star_every = 64, 1.0, 2, 1
         args.scale_positions = 300
     args.star_backends = args.star_backends.split(",")
