@@ -26,28 +26,35 @@ __all__ = ["FrameworkRefiner"]
 
 
 class _Adam:
-    """Adam on a complex variable, real and imaginary parts as separate parameters."""
+    """Adam on a complex variable, real and imaginary parts as separate parameters.
+
+    The step count and the bias corrections live in Python (:meth:`coefficients`, computed
+    as the numpy reference computes them); :meth:`apply` is graph code, compiled with the
+    gradient into one ``tf.function`` per step.
+    """
 
     def __init__(self, like: tf.Variable) -> None:
-        real = like.dtype.real_dtype
+        self.real = like.dtype.real_dtype
         self.m = tf.Variable(tf.zeros_like(like), trainable=False)
-        self.v_re = tf.Variable(tf.zeros(like.shape, real), trainable=False)
-        self.v_im = tf.Variable(tf.zeros(like.shape, real), trainable=False)
+        self.v_re = tf.Variable(tf.zeros(like.shape, self.real), trainable=False)
+        self.v_im = tf.Variable(tf.zeros(like.shape, self.real), trainable=False)
         self.steps = 0
 
-    def step(self, value: tf.Variable, gradient: tf.Tensor, step_size: float) -> None:
+    def coefficients(self, step_size: float) -> tuple[tf.Tensor, tf.Tensor]:
+        """``step_size / (1 - b1^t)`` and ``sqrt(1 - b2^t)`` of the next step, as tensors."""
         self.steps += 1
         t = self.steps
-        real = self.v_re.dtype
+        return (tf.constant(step_size / (1 - ADAM_BETA1**t), self.real),
+                tf.constant(np.sqrt(1 - ADAM_BETA2**t), self.real))
+
+    def apply(self, value: tf.Variable, gradient: tf.Tensor, scale: tf.Tensor, root2: tf.Tensor) -> None:
         # Python scalars, converted to the tensors' dtype: tf.cast(float) would round through float32.
         self.m.assign(ADAM_BETA1 * self.m + (1 - ADAM_BETA1) * gradient)
         self.v_re.assign(ADAM_BETA2 * self.v_re + (1 - ADAM_BETA2) * tf.math.real(gradient) ** 2)
         self.v_im.assign(ADAM_BETA2 * self.v_im + (1 - ADAM_BETA2) * tf.math.imag(gradient) ** 2)
-        root2 = tf.constant(np.sqrt(1 - ADAM_BETA2**t), real)
         root_re = tf.sqrt(self.v_re) / root2
         root_im = tf.sqrt(self.v_im) / root2
         floor = ADAM_EPSILON * tf.maximum(tf.reduce_max(root_re), tf.reduce_max(root_im))
-        scale = tf.constant(step_size / (1 - ADAM_BETA1**t), real)
         update_re = scale * tf.math.divide_no_nan(tf.math.real(self.m), root_re + floor)
         update_im = scale * tf.math.divide_no_nan(tf.math.imag(self.m), root_im + floor)
         value.assign_sub(tf.complex(update_re, update_im))
@@ -155,8 +162,13 @@ class FrameworkRefiner(SteppedRefiner):
     def steps(self, obj: np.ndarray, probe: np.ndarray) -> _Steps:
         return _Steps(self, obj, probe)
 
+
 class _Steps:
-    """Object, probe and their Adam states as variables (:class:`~ptychopinn_core.refine.loop.Steps`)."""
+    """Object, probe and their Adam states as variables (:class:`~ptychopinn_core.refine.loop.Steps`).
+
+    A step (gradients and both Adam updates) is one compiled function: run eagerly, the
+    few dozen small ops of the update cost more than the gradient itself on a CPU.
+    """
 
     def __init__(self, refiner: FrameworkRefiner, obj: np.ndarray, probe: np.ndarray) -> None:
         self.refiner = refiner
@@ -164,13 +176,27 @@ class _Steps:
             self.obj = tf.Variable(refiner._tensor(obj), trainable=False)
             self.probe = tf.Variable(refiner._tensor(probe), trainable=False)
             self.object_adam, self.probe_adam = _Adam(self.obj), _Adam(self.probe)
+        self._update = {
+            flag: tf.function(lambda *args, flag=flag: self._update_graph(*args, with_probe=flag), reduce_retracing=True)
+            for flag in (False, True)
+        }
+
+    def _update_graph(self, index, observed, object_scale, object_root2, probe_scale, probe_root2, *, with_probe):
+        loss, d_obj, d_probe = self.refiner._gradients(self.obj.read_value(), self.probe.read_value(), index, observed)
+        self.object_adam.apply(self.obj, d_obj, object_scale, object_root2)
+        if with_probe:
+            self.probe_adam.apply(self.probe, d_probe, probe_scale, probe_root2)
+        return loss
 
     def step(self, indices: np.ndarray, object_step: float, probe_step: float | None) -> float:
-        loss, d_obj, d_probe = self.refiner._step(self.obj, self.probe, indices)
-        with tf.device(self.refiner.device):
-            self.object_adam.step(self.obj, d_obj, object_step)
-            if probe_step is not None:
-                self.probe_adam.step(self.probe, d_probe, probe_step)
+        refiner = self.refiner
+        with tf.device(refiner.device):
+            observed = tf.constant(refiner.problem.observed(indices), refiner.real_dtype)
+            index = tf.constant(np.asarray(indices, dtype=np.int32))
+            object_coefficients = self.object_adam.coefficients(object_step)
+            probe_coefficients = (self.probe_adam.coefficients(probe_step) if probe_step is not None
+                                  else object_coefficients)
+            loss = self._update[probe_step is not None](index, observed, *object_coefficients, *probe_coefficients)
         return float(loss)
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
