@@ -135,6 +135,8 @@ def reconstruct(
                     metrics={},
                 )
             )
+    if progress is not None:  # the pass is complete: the one "epoch" of inference
+        progress(ProgressEvent(stage="epoch", epoch=0, n_epochs=1, step=n_groups, n_steps=n_groups, metrics={}))
     meta: dict[str, Any] = {
         "generator": f"ptychopinn {__version__}",
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

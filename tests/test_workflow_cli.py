@@ -125,3 +125,14 @@ def test_plot_draws_a_reconstruction_alone_and_against_the_truth(fake_installed,
         assert main(["--quiet", "plot", str(recon), *extra, "--out", str(tmp_path / name)]) == 0
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["plot", str(recon), "--truth", str(train.with_name("missing.npz")), "--out", "x.png"]) == 2
+
+
+def test_flags_are_accepted_after_the_command_too(tmp_path, capsys):
+    """Users put flags last: `ptychopinn simulate ... --quiet` is `ptychopinn --quiet simulate ...`."""
+    out = tmp_path / "scan.npz"
+    assert main(["simulate", "--out", str(out), "--n-positions", "9", "--size", "16", "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["simulate", "--out", str(out), "--n-positions", "9", "--size", "16"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert main(["inspect", str(tmp_path / "missing.npz"), "-q"]) == 1
+    assert capsys.readouterr().err.startswith("error:")

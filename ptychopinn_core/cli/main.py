@@ -7,6 +7,7 @@ commands that train or plot.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -44,6 +45,25 @@ class CliState:
     quiet: bool = False
 
 
+def _flag_after_the_command(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``ptychopinn train ... --quiet`` means ``ptychopinn --quiet train ...``: users put flags last."""
+    if not value:
+        return
+    root = ctx.find_root()
+    root.obj = dataclasses.replace(root.obj or CliState(), **{param.name: True})
+    if param.name == "quiet":
+        logging.getLogger().setLevel(logging.WARNING)
+
+
+#: The top-level flags, accepted after a command's name too (every command gets them).
+_GLOBAL_FLAGS = (
+    click.Option(["--quiet", "-q"], is_flag=True, expose_value=False, callback=_flag_after_the_command,
+                 help="Silence progress bars and notes (as `ptychopinn --quiet`)."),
+    click.Option(["--debug"], is_flag=True, expose_value=False, callback=_flag_after_the_command,
+                 help="Show full tracebacks on errors (as `ptychopinn --debug`)."),
+)
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported when first needed."""
 
@@ -55,7 +75,10 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, attribute = target.split(":")
-        return getattr(importlib.import_module(module_name), attribute)
+        command = getattr(importlib.import_module(module_name), attribute)
+        present = {parameter.name for parameter in command.params}
+        command.params.extend(flag for flag in _GLOBAL_FLAGS if flag.name not in present)
+        return command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -50,6 +50,7 @@ def progress_display(
             if event.stage == "epoch":
                 bars.update(epochs, total=event.n_epochs, completed=event.epoch + 1, metrics=metrics)
             else:
+                bars.update(epochs, total=event.n_epochs)  # known from the first step on, not "?"
                 bars.update(
                     batches,
                     total=event.n_steps,
