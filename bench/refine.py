@@ -158,17 +158,10 @@ def refine_curve(start, scan, config, backend, score, *, start_seconds: float = 
 
 
 def flat_reconstruction(scan, config, probe=None):
-    """The flat start of :func:`~ptychopinn_core.refine.flat_start` as a Reconstruction on the scan's frame."""
+    """The flat start as a Reconstruction on the scan's frame (:func:`workflow.flat_reconstruction`)."""
     from ptychopinn_core import workflow
-    from ptychopinn_core.physics.stitching import default_crop_size
-    from ptychopinn_core.reconstruction import Reconstruction
-    from ptychopinn_core.refine import RefineProblem, flat_start
 
-    frame = workflow.object_frame_for(scan)
-    probe = workflow.refine_probe_for(scan, config) if probe is None else probe
-    problem = RefineProblem.for_scan(scan, frame, config)
-    return Reconstruction(object=flat_start(problem, probe), frame=frame,
-                          meta={"crop_size_px": default_crop_size(scan.pattern_size)}, probe=probe)
+    return workflow.flat_reconstruction(scan, config, probe)
 
 
 def with_probe(recon, probe):

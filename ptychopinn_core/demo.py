@@ -145,7 +145,7 @@ def run_demo(
             "framework_version": entry.framework_version,
         }
         iterations = config.refine.iterations
-        starts = {"refined": recon, "flat": _flat_start(test_scan, config, window)}
+        starts = {"refined": recon, "flat": workflow.flat_reconstruction(test_scan, config)}
         for start_name, start in starts.items():
             with _progress(progress, f"refining the {start_name if start_name == 'flat' else 'network'}"
                                      f" start ({backend.name})") as show:
@@ -208,16 +208,6 @@ def _simulate(settings: DemoSettings, n_positions: int, seed: int, role: str) ->
         seed=seed,
         meta={"demo_role": role},
     )
-
-
-def _flat_start(scan: ScanData, config: Config, window: int) -> Reconstruction:
-    """The iterative baseline: a constant object on the scan's frame, the scan's probe."""
-    from ptychopinn_core.refine import RefineProblem, flat_start
-
-    frame = workflow.object_frame_for(scan)
-    probe = workflow.refine_probe_for(scan, config)
-    obj = flat_start(RefineProblem.for_scan(scan, frame, config), probe)
-    return Reconstruction(object=obj, frame=frame, meta={"crop_size_px": window, "start": "flat"}, probe=probe)
 
 
 def _stitched_truth(scan: ScanData, window: int) -> Reconstruction:

@@ -42,6 +42,7 @@ __all__ = [
     "EPOCH_SPAWN_KEY",
     "InferenceChunk",
     "TrainingData",
+    "model_probe",
     "normalise_amplitudes",
     "prepare_inference_inputs",
     "prepare_model_state",
@@ -332,6 +333,13 @@ def prepare_training_data(scan: ScanData, config: Config) -> TrainingData:
     )
 
 
+def model_probe(probe: np.ndarray, mask: bool) -> np.ndarray:
+    """The probe a model runs with: ``normalise_probe(mask * P)``, complex64 (physics.md §5)."""
+    if mask:
+        probe = probe * circular_probe_mask(probe.shape[-1], dtype=np.float32)
+    return normalise_probe(probe).astype(np.complex64)
+
+
 def prepare_model_state(scan: ScanData, config: Config) -> ModelState:
     """Initial model state from a training scan.
 
@@ -340,11 +348,8 @@ def prepare_model_state(scan: ScanData, config: Config) -> ModelState:
     ``amplitude_normalisation = a`` of the scan.
     """
     _check_pattern_size(scan, config)
-    probe = scan.probe
-    if config.model.probe_mask:
-        probe = probe * circular_probe_mask(scan.pattern_size, dtype=np.float32)
     return ModelState(
-        probe=normalise_probe(probe).astype(np.complex64),
+        probe=model_probe(scan.probe, config.model.probe_mask),
         intensity_scale=intensity_scale(config.data.nphotons, scan.pattern_size),
         amplitude_normalisation=amplitude_normalisation(scan.diffraction),
         probe_mask=config.model.probe_mask,

@@ -32,17 +32,27 @@ from ptychopinn_core.data import ScanData
 from ptychopinn_core.evaluation import META_CROP_SIZE_KEY
 from ptychopinn_core.model.bundle import ModelBundle, make_manifest
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
-from ptychopinn_core.physics.probe_model import circular_probe_mask, normalise_probe
 from ptychopinn_core.physics.stitching import ObjectFrame, Stitcher, default_crop_size
 from ptychopinn_core.reconstruction import Reconstruction
-from ptychopinn_core.refine.problem import Observer, RefineProblem
+from ptychopinn_core.refine.problem import Observer, RefineProblem, flat_start
 from ptychopinn_core.training_data import (
+    model_probe,
     prepare_inference_inputs,
     prepare_model_state,
     prepare_training_data,
 )
 
-__all__ = ["train", "reconstruct", "refine", "refine_problem", "refine_probe_for", "with_default_refine", "object_frame_for", "config_for_scan"]
+__all__ = [
+    "train",
+    "reconstruct",
+    "refine",
+    "refine_problem",
+    "refine_probe_for",
+    "flat_reconstruction",
+    "with_default_refine",
+    "object_frame_for",
+    "config_for_scan",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -225,11 +235,18 @@ def with_default_refine(config: Config) -> Config:
 
 
 def refine_probe_for(scan: ScanData, config: Config) -> np.ndarray:
-    """The probe refinement starts from: the scan's own, normalised as the model's (physics.md §5)."""
-    probe = scan.probe
-    if config.model.probe_mask:
-        probe = probe * circular_probe_mask(scan.pattern_size, dtype=np.float32)
-    return normalise_probe(probe).astype(np.complex64)
+    """The probe refinement starts from: the scan's own, as a model runs it (physics.md §5)."""
+    return model_probe(scan.probe, config.model.probe_mask)
+
+
+def flat_reconstruction(scan: ScanData, config: Config, probe: np.ndarray | None = None) -> Reconstruction:
+    """The iterative baseline as a reconstruction: :func:`~ptychopinn_core.refine.flat_start`
+    on the scan's object frame, with ``probe`` (default :func:`refine_probe_for` the scan)."""
+    frame = object_frame_for(scan)
+    probe = refine_probe_for(scan, config) if probe is None else probe
+    obj = flat_start(RefineProblem.for_scan(scan, frame, config), probe)
+    crop = config.inference.stitch_crop or default_crop_size(scan.pattern_size)
+    return Reconstruction(object=obj, frame=frame, meta={"start": "flat", META_CROP_SIZE_KEY: crop}, probe=probe)
 
 
 def object_frame_for(scan: ScanData) -> ObjectFrame:

@@ -64,7 +64,9 @@ def refine_command(
     scan = read_scan(data_path, measurement=measurement or config.data.measurement)
     registry = BackendRegistry.discover()
     backend = registry.get(backend_name) if backend_name else _first_backend(registry)
-    start = _flat(scan, config) if recon_source == FLAT else read_reconstruction(recon_source)
+    from ptychopinn_core.workflow import flat_reconstruction
+
+    start = flat_reconstruction(scan, config) if recon_source == FLAT else read_reconstruction(recon_source)
     source = "a flat object" if recon_source == FLAT else recon_source
     refined = refine_and_report(start, scan, config, backend, source=source)
     write_reconstruction(out_path, refined)
@@ -94,19 +96,6 @@ def refine_and_report(
             f"({backend.name}): loss {info['first_loss']:.4g} -> {info['final_loss']:.4g}"
         )
     return refined
-
-
-def _flat(scan: ScanData, config: Config) -> Reconstruction:
-    from ptychopinn_core.evaluation import META_CROP_SIZE_KEY
-    from ptychopinn_core.physics.stitching import default_crop_size
-    from ptychopinn_core.refine import RefineProblem, flat_start
-    from ptychopinn_core.workflow import object_frame_for, refine_probe_for
-
-    frame = object_frame_for(scan)
-    probe = refine_probe_for(scan, config)
-    obj = flat_start(RefineProblem.for_scan(scan, frame, config), probe)
-    meta = {"start": "flat", META_CROP_SIZE_KEY: default_crop_size(scan.pattern_size)}
-    return Reconstruction(object=obj, frame=frame, meta=meta, probe=probe)
 
 
 def _first_backend(registry: BackendRegistry) -> Backend:

@@ -108,6 +108,16 @@ class RefineProblem:
     def object_shape(self) -> tuple[int, int]:
         return self.frame.shape
 
+    def patch_corners(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Where each position's patch is cut (physics.md §2): the integer top-left corner
+        ``(row0, col0)`` (int64, ``(M,)``) of its ``(N+1) x (N+1)`` block of bilinear corners
+        and the fractions ``(fr, fc)`` (float64, ``(M,)``) that weight them; what a
+        backend gathers from the object."""
+        top = self.positions_px[:, 1] - self.pattern_size // 2
+        left = self.positions_px[:, 0] - self.pattern_size // 2
+        row0, col0 = np.floor(top), np.floor(left)
+        return row0.astype(np.int64), col0.astype(np.int64), top - row0, left - col0
+
     def observed(self, indices: np.ndarray) -> np.ndarray:
         """Normalised measured amplitudes ``X_n = a X`` of the positions ``indices``, float32."""
         return normalise_amplitudes(self.diffraction[np.asarray(indices)], self.amplitude_normalisation)

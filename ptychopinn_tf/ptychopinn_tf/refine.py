@@ -73,14 +73,10 @@ class _PatchSampling:
     def __init__(self, problem: RefineProblem, real_dtype: tf.DType) -> None:
         self.shape = problem.object_shape
         self.size = problem.pattern_size
-        positions = np.asarray(problem.positions_px, dtype=np.float64)
-        top = positions[:, 1] - self.size // 2
-        left = positions[:, 0] - self.size // 2
-        row0, col0 = np.floor(top), np.floor(left)
-        self._row0 = tf.constant(row0.astype(np.int64))
-        self._col0 = tf.constant(col0.astype(np.int64))
-        self._row_fraction = tf.constant(top - row0, real_dtype)
-        self._col_fraction = tf.constant(left - col0, real_dtype)
+        row0, col0, row_fraction, col_fraction = problem.patch_corners()
+        self._row0, self._col0 = tf.constant(row0), tf.constant(col0)
+        self._row_fraction = tf.constant(row_fraction, real_dtype)
+        self._col_fraction = tf.constant(col_fraction, real_dtype)
         self._steps = tf.range(self.size + 1, dtype=tf.int64)
         self.real_dtype = real_dtype
 

@@ -61,15 +61,12 @@ class _PatchSampling:
     def __init__(self, problem: RefineProblem, real_dtype: torch.dtype, device: torch.device) -> None:
         self.shape = problem.object_shape
         self.size = problem.pattern_size
-        positions = np.asarray(problem.positions_px, dtype=np.float64)
-        top = positions[:, 1] - self.size // 2
-        left = positions[:, 0] - self.size // 2
-        row0, col0 = np.floor(top), np.floor(left)
+        row0, col0, row_fraction, col_fraction = problem.patch_corners()
         real = np.float64 if real_dtype == torch.float64 else np.float32
-        self._row0 = torch.from_numpy(row0.astype(np.int64)).to(device)
-        self._col0 = torch.from_numpy(col0.astype(np.int64)).to(device)
-        self._row_fraction = torch.from_numpy((top - row0).astype(real)).to(device)
-        self._col_fraction = torch.from_numpy((left - col0).astype(real)).to(device)
+        self._row0 = torch.from_numpy(row0).to(device)
+        self._col0 = torch.from_numpy(col0).to(device)
+        self._row_fraction = torch.from_numpy(row_fraction.astype(real)).to(device)
+        self._col_fraction = torch.from_numpy(col_fraction.astype(real)).to(device)
         self._steps = torch.arange(self.size + 1, device=device)
         self.real_dtype = real_dtype
         self.device = device
