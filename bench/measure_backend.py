@@ -158,7 +158,7 @@ def _config(measurement: Measurement, device: str):
 
 def _build(backend, config, scan, seed: int):
     from ptychopinn_core.model.parameters import initial_weights, parameter_specs
-    from ptychopinn_core.training_data import prepare_model_state
+    from ptychopinn_core.model.inputs import prepare_model_state
 
     state = prepare_model_state(scan, config)
     return backend.build_model(config, state, initial_weights(parameter_specs(config.model), seed)), state
@@ -172,7 +172,7 @@ def measure_matmul(backend, tools, measurement: Measurement, device: str) -> dic
 
 def measure_inference(backend, tools, measurement: Measurement, device: str) -> dict:
     from ptychopinn_core.simulation import make_demo_scan
-    from ptychopinn_core.training_data import prepare_inference_inputs
+    from ptychopinn_core.inference_chunks import prepare_inference_inputs
 
     config = _config(measurement, device)
     scan = make_demo_scan(measurement.n_positions, measurement.pattern_size, seed=measurement.seed)
@@ -203,7 +203,7 @@ def measure_inference(backend, tools, measurement: Measurement, device: str) -> 
 
 def measure_training(backend, tools, measurement: Measurement, device: str) -> dict:
     from ptychopinn_core.simulation import make_demo_scan
-    from ptychopinn_core.training_data import prepare_training_data
+    from ptychopinn_core.training.data import prepare_training_data
 
     config = _config(measurement, device)
     scan = make_demo_scan(measurement.n_positions, measurement.pattern_size, seed=measurement.seed)

@@ -72,7 +72,8 @@ def main() -> None:
     from ptychopinn_core.evaluation import evaluate
     from ptychopinn_core.physics.stitching import Stitcher, default_crop_size
     from ptychopinn_core.simulation import make_demo_scan
-    from ptychopinn_core.training_data import prepare_inference_inputs, prepare_model_state
+    from ptychopinn_core.inference_chunks import prepare_inference_inputs
+    from ptychopinn_core.model.inputs import prepare_model_state
     from ptychopinn_core.workflow import object_frame_for
 
     scan = make_demo_scan(args.n_test, 64, seed=args.seed + 2)

@@ -80,7 +80,8 @@ def train_within(backend, scan, config, seconds: float):
     from ptychopinn_core.model.bundle import ModelBundle, make_manifest
     from ptychopinn_core.model.parameters import initial_weights, parameter_specs
     from ptychopinn_core.model.state import EpochRecord, History
-    from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+    from ptychopinn_core.model.inputs import prepare_model_state
+    from ptychopinn_core.training.data import prepare_training_data
 
     backend.check_config(config, training=True)
     data = prepare_training_data(scan, config)

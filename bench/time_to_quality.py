@@ -46,7 +46,8 @@ def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, objec
     from ptychopinn_core.model.bundle import ModelBundle, make_manifest
     from ptychopinn_core.model.parameters import initial_weights, parameter_specs
     from ptychopinn_core.model.state import History
-    from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+    from ptychopinn_core.model.inputs import prepare_model_state
+    from ptychopinn_core.training.data import prepare_training_data
 
     config = Config().with_overrides({
         "model.gridsize": gridsize,

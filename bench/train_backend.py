@@ -57,7 +57,8 @@ def main() -> None:
     from ptychopinn_core.model.parameters import initial_weights, parameter_specs
     from ptychopinn_core.model.state import History
     from ptychopinn_core.simulation import make_demo_scan
-    from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+    from ptychopinn_core.model.inputs import prepare_model_state
+    from ptychopinn_core.training.data import prepare_training_data
 
     size = 64
     config = Config.from_dict({

@@ -54,7 +54,8 @@ from ptychopinn_core.data.scan import ScanData
 from ptychopinn_core.model.bundle import ModelBundle, read_bundle, write_bundle
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
 from ptychopinn_core.physics.checks import PHYSICS_OPS, TOLERANCES, Tolerance, physics_case, relative_error
-from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+from ptychopinn_core.model.inputs import prepare_model_state
+from ptychopinn_core.training.data import prepare_training_data
 
 __all__ = [
     "PARITY_TOLERANCES",

@@ -35,12 +35,9 @@ from ptychopinn_core.model.parameters import initial_weights, parameter_specs
 from ptychopinn_core.physics.stitching import ObjectFrame, Stitcher, default_crop_size
 from ptychopinn_core.reconstruction import Reconstruction
 from ptychopinn_core.refine.problem import Observer, RefineProblem, flat_start
-from ptychopinn_core.training_data import (
-    model_probe,
-    prepare_inference_inputs,
-    prepare_model_state,
-    prepare_training_data,
-)
+from ptychopinn_core.inference_chunks import prepare_inference_inputs
+from ptychopinn_core.model.inputs import model_probe, prepare_model_state
+from ptychopinn_core.training.data import prepare_training_data
 
 __all__ = [
     "train",

@@ -237,7 +237,8 @@ from ptychopinn_core.backends import BackendRegistry
 from ptychopinn_core.config import Config
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
 from ptychopinn_core.simulation import make_demo_scan
-from ptychopinn_core.training_data import prepare_inference_inputs, prepare_model_state
+from ptychopinn_core.inference_chunks import prepare_inference_inputs
+from ptychopinn_core.model.inputs import prepare_model_state
 registry = BackendRegistry.discover()
 status = {{entry.name: entry.status for entry in registry.entries()}}
 assert status[{present!r}] == "ok", status

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from ptychopinn_core.config import Config
-from ptychopinn_core.schedule import EarlyStopping, PlateauSchedule
+from ptychopinn_core.training.schedule import EarlyStopping, PlateauSchedule
 
 
 def test_plateau_halves_after_patience_epochs_and_respects_the_floor():
@@ -53,9 +53,9 @@ def test_improvement_is_relative_to_the_floor_not_to_the_loss():
 
 def test_loss_floor_is_the_loss_of_a_perfect_prediction():
     from ptychopinn_core.physics.losses import pinn_loss
-    from ptychopinn_core.schedule import loss_floor
+    from ptychopinn_core.training.schedule import loss_floor
     from ptychopinn_core.simulation import make_demo_scan
-    from ptychopinn_core.training_data import prepare_training_data
+    from ptychopinn_core.training.data import prepare_training_data
 
     config = Config().with_overrides({"model.pattern_size": 16, "model.gridsize": 2,
                                       "training.validation_fraction": 0.25, "training.mae_weight": 0.5})

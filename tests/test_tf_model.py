@@ -30,7 +30,8 @@ from ptychopinn_core.physics import (  # noqa: E402
 )
 from ptychopinn_core.simulation.scan import make_demo_scan  # noqa: E402
 from ptychopinn_core.testing import bitwise_equal, relative_error  # noqa: E402
-from ptychopinn_core.training_data import prepare_model_state, prepare_training_data  # noqa: E402
+from ptychopinn_core.model.inputs import prepare_model_state
+from ptychopinn_core.training.data import prepare_training_data  # noqa: E402
 
 PinnModel = model_module.PinnModel
 select_device = model_module.select_device

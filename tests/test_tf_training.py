@@ -24,9 +24,10 @@ training = pytest.importorskip("ptychopinn_tf.training")
 
 from ptychopinn_core.config import Config  # noqa: E402
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs  # noqa: E402
-from ptychopinn_core.schedule import PlateauSchedule, loss_floor  # noqa: E402
+from ptychopinn_core.training.schedule import PlateauSchedule, loss_floor  # noqa: E402
 from ptychopinn_core.simulation.scan import make_demo_scan  # noqa: E402
-from ptychopinn_core.training_data import prepare_model_state, prepare_training_data  # noqa: E402
+from ptychopinn_core.model.inputs import prepare_model_state
+from ptychopinn_core.training.data import prepare_training_data  # noqa: E402
 from ptychopinn_tf.model import PinnModel  # noqa: E402
 
 #: Mirrored vs single device, per step: the same float32 computation with the gradient
@@ -113,7 +114,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
     from ptychopinn_core.config import Config
     from ptychopinn_core.model.parameters import initial_weights, parameter_specs
     from ptychopinn_core.simulation.scan import make_demo_scan
-    from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+    from ptychopinn_core.model.inputs import prepare_model_state
+    from ptychopinn_core.training.data import prepare_training_data
     from ptychopinn_tf.model import PinnModel
     from ptychopinn_tf.training import _make_strategy, train_model
 

@@ -50,7 +50,8 @@ SCRIPT = textwrap.dedent(
     from ptychopinn_core.config import Config
     from ptychopinn_core.model.parameters import initial_weights, parameter_specs
     from ptychopinn_core.simulation.scan import make_demo_scan
-    from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+    from ptychopinn_core.model.inputs import prepare_model_state
+    from ptychopinn_core.training.data import prepare_training_data
     from ptychopinn_torch.model import PinnModel
     from ptychopinn_torch.training import train_model
 
@@ -115,7 +116,8 @@ def test_ddp_on_two_cpu_processes_equals_one_process(tmp_path: Path) -> None:
     from ptychopinn_core.config import Config
     from ptychopinn_core.model.parameters import initial_weights, parameter_specs
     from ptychopinn_core.simulation.scan import make_demo_scan
-    from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+    from ptychopinn_core.model.inputs import prepare_model_state
+    from ptychopinn_core.training.data import prepare_training_data
     from ptychopinn_torch.model import PinnModel
     from ptychopinn_torch.training import train_model
 

@@ -26,9 +26,10 @@ pytest.importorskip("lightning")
 
 from ptychopinn_core.config import Config  # noqa: E402
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs  # noqa: E402
-from ptychopinn_core.schedule import PlateauSchedule, loss_floor  # noqa: E402
+from ptychopinn_core.training.schedule import PlateauSchedule, loss_floor  # noqa: E402
 from ptychopinn_core.simulation.scan import make_demo_scan  # noqa: E402
-from ptychopinn_core.training_data import prepare_model_state, prepare_training_data  # noqa: E402
+from ptychopinn_core.model.inputs import prepare_model_state
+from ptychopinn_core.training.data import prepare_training_data  # noqa: E402
 from ptychopinn_torch.model import PinnModel  # noqa: E402
 from ptychopinn_torch.training import LAST_CHECKPOINT, train_model  # noqa: E402
 
@@ -53,7 +54,8 @@ KILL_SCRIPT = textwrap.dedent(
     from ptychopinn_core.config import Config
     from ptychopinn_core.model.parameters import initial_weights, parameter_specs
     from ptychopinn_core.simulation.scan import make_demo_scan
-    from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+    from ptychopinn_core.model.inputs import prepare_model_state
+    from ptychopinn_core.training.data import prepare_training_data
     from ptychopinn_torch.model import PinnModel
     from ptychopinn_torch.training import train_model
 

@@ -15,13 +15,9 @@ from ptychopinn_core.data.scan import ScanData
 from ptychopinn_core.physics.forward import predicted_amplitude
 from ptychopinn_core.physics.probe_model import circular_probe_mask
 from ptychopinn_core.physics.translate import extract_patches
-from ptychopinn_core.training_data import (
-    prepare_inference_inputs,
-    prepare_model_state,
-    prepare_training_data,
-    split_groups,
-    validation_count,
-)
+from ptychopinn_core.inference_chunks import prepare_inference_inputs
+from ptychopinn_core.model.inputs import prepare_model_state
+from ptychopinn_core.training.data import prepare_training_data, split_groups, validation_count
 
 SIZE = 16
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ptychopinn_core.config import Config
     from ptychopinn_core.model.state import History, ModelState
     from ptychopinn_core.refine.problem import RefineProblem
-    from ptychopinn_core.training_data import TrainingData
+    from ptychopinn_core.training.data import TrainingData
 
 __all__ = ["PROJECT_NAME", "HOOK_NAMES", "BackendHookSpec", "hookimpl", "hookspec"]
 
@@ -159,7 +159,7 @@ class BackendHookSpec:
         model : BackendModel
             Built by this backend; its weights (and ``state``) are updated.
         data : TrainingData
-            Prepared by :func:`ptychopinn_core.training_data.prepare_training_data`.
+            Prepared by :func:`ptychopinn_core.training.data.prepare_training_data`.
         config : Config
             ``config.training`` sets optimiser, epochs, schedule and losses.
         progress : callable

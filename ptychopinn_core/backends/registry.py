@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from ptychopinn_core.config import Config
     from ptychopinn_core.model.state import History, ModelState
     from ptychopinn_core.refine.problem import RefineProblem
-    from ptychopinn_core.training_data import TrainingData
+    from ptychopinn_core.training.data import TrainingData
 
 __all__ = [
     "ALIASES",

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-__all__ = ["amplitude_normalisation", "intensity_scale"]
+__all__ = ["amplitude_normalisation", "intensity_scale", "normalise_amplitudes"]
 
 
 # Elements squared at once in float64 (a temporary of ~32 MiB).
@@ -100,3 +100,35 @@ def intensity_scale(nphotons: float, size: int) -> float:
     if not math.isfinite(photons) or photons <= 0:
         raise ValueError(f"invalid nphotons: expected a finite number > 0, received nphotons={nphotons!r}")
     return math.sqrt(photons) / (size / 2)
+
+
+def normalise_amplitudes(diffraction: np.ndarray, amplitude_normalisation: float) -> np.ndarray:
+    """Normalised amplitudes ``X_n = a * X``, float32.
+
+    The product is taken in float64 and rounded once, so normalising a whole dataset
+    or one chunk of it gives bit-identical numbers.
+
+    Parameters
+    ----------
+    diffraction : ndarray, float, shape (..., N, N)
+        Amplitudes ``X``.
+    amplitude_normalisation : float
+        ``a`` (physics.md §2).
+
+    Returns
+    -------
+    ndarray, float32, same shape
+    """
+    diffraction = np.asarray(diffraction)
+    factor = float(amplitude_normalisation)
+    normalised = np.empty(diffraction.shape, dtype=np.float32)
+    if diffraction.ndim < 3:
+        normalised[...] = diffraction.astype(np.float64) * factor
+        return normalised
+    # Work through the float64 product a block of patterns at a time: a whole 10^5-pattern
+    # scan in float64 would double the memory of the result.
+    per_block = max(1, _BLOCK_ELEMENTS // max(1, math.prod(diffraction.shape[1:])))
+    for start in range(0, diffraction.shape[0], per_block):
+        block = slice(start, start + per_block)
+        normalised[block] = diffraction[block].astype(np.float64) * factor
+    return normalised

@@ -3,7 +3,7 @@ the settings, and the order in which positions are visited (docs/physics.md §10
 
 The core builds the :class:`RefineProblem` once; every backend (and the numpy
 reference) receives the same one, so they see the same numbers in the same order,
-exactly as training shares :class:`~ptychopinn_core.training_data.TrainingData`.
+exactly as training shares :class:`~ptychopinn_core.training.data.TrainingData`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ptychopinn_core.config import Config, RefineConfig
 from ptychopinn_core.data.scan import ScanData
 from ptychopinn_core.physics.normalization import amplitude_normalisation, intensity_scale
 from ptychopinn_core.physics.stitching import ObjectFrame
-from ptychopinn_core.training_data import normalise_amplitudes
+from ptychopinn_core.physics.normalization import normalise_amplitudes
 
 __all__ = ["REFINE_SPAWN_KEY", "Observer", "RefineProblem", "RefineResult", "flat_start"]
 

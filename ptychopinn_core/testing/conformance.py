@@ -207,13 +207,13 @@ class BackendConformanceTests:
 
     @pytest.fixture
     def training_data(self, scan: ScanData, config: Config):
-        from ptychopinn_core.training_data import prepare_training_data
+        from ptychopinn_core.training.data import prepare_training_data
 
         return prepare_training_data(scan, config)
 
     @pytest.fixture
     def state(self, scan: ScanData, config: Config):
-        from ptychopinn_core.training_data import prepare_model_state
+        from ptychopinn_core.model.inputs import prepare_model_state
 
         return prepare_model_state(scan, config)
 
@@ -398,7 +398,8 @@ class BackendConformanceTests:
         )
 
     def test_max_seconds_stops_at_the_first_epoch_end(self, backend: Backend, scan: ScanData, config: Config) -> None:
-        from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+        from ptychopinn_core.model.inputs import prepare_model_state
+        from ptychopinn_core.training.data import prepare_training_data
 
         config = config.with_overrides({"training.epochs": 3, "training.max_seconds": 1e-6,
                                         "training.early_stopping_patience": None})
@@ -414,7 +415,8 @@ class BackendConformanceTests:
     def test_supervised_training_lowers_the_error(self, backend: Backend, scan: ScanData, config: Config) -> None:
         if "supervised" not in backend.info.capabilities.modes:
             pytest.skip("capabilities: supervised training not supported")
-        from ptychopinn_core.training_data import prepare_model_state, prepare_training_data
+        from ptychopinn_core.model.inputs import prepare_model_state
+        from ptychopinn_core.training.data import prepare_training_data
 
         config = config.with_overrides({"training.mode": "supervised"})
         data = prepare_training_data(scan, config)

@@ -1,7 +1,7 @@
 """Compiled, gradient-free prediction of one chunk of groups.
 
 The core streams a scan in chunks (``workflow.reconstruct`` with
-``training_data.prepare_inference_inputs``); this module turns one chunk into object
+``inference_chunks.prepare_inference_inputs``); this module turns one chunk into object
 patches. The compiled function has a shape-polymorphic batch axis, so chunks of any
 size (the last one is usually smaller) reuse one trace. A chunk is run in slices of
 at most :data:`PREDICT_BATCH` groups to bound the activation memory (at N = 64 and the

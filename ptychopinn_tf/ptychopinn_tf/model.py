@@ -37,7 +37,7 @@ from ptychopinn_core.backends.contract import ForwardResult
 from ptychopinn_core.config import Config, ExecutionConfig
 from ptychopinn_core.model.state import ModelState
 from ptychopinn_core.physics.probe_model import circular_probe_mask
-from ptychopinn_core.training_data import check_model_inputs, compute_dtypes
+from ptychopinn_core.model.inputs import check_model_inputs, compute_dtypes
 from ptychopinn_tf import layers
 from ptychopinn_tf.network import PinnNetwork, canonical_weights, load_canonical_weights
 

@@ -18,7 +18,7 @@ from ptychopinn_core.physics.losses import POISSON_EPS
 from ptychopinn_core.refine.loop import SteppedRefiner
 from ptychopinn_core.refine.problem import RefineProblem
 from ptychopinn_core.refine.reference import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON
-from ptychopinn_core.training_data import compute_dtypes
+from ptychopinn_core.model.inputs import compute_dtypes
 from ptychopinn_tf import layers
 from ptychopinn_tf.model import select_device
 

@@ -16,8 +16,8 @@ What is decided here (and mirrored in ``ptychopinn_torch.training``):
   larger by ``1 / sqrt(1 - b2**t)``, 30x at the first step), which would make the two
   backends differ wherever gradients are small; hence :class:`_KingmaBaAdam`. The
   bias corrections are computed in float64, as torch does in Python.
-- **Learning rate and stopping**: :class:`ptychopinn_core.schedule.PlateauSchedule` and
-  :class:`~ptychopinn_core.schedule.EarlyStopping`, stepped once per epoch on the
+- **Learning rate and stopping**: :class:`ptychopinn_core.training.schedule.PlateauSchedule` and
+  :class:`~ptychopinn_core.training.schedule.EarlyStopping`, stepped once per epoch on the
   validation loss (the training loss without a validation split). The weights of the
   last epoch are kept.
 - **Losses reported**: the epoch's training loss is the mean of its batch losses
@@ -45,7 +45,7 @@ import tensorflow as tf
 from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
 from ptychopinn_core.config import Config, ExecutionConfig, TrainingConfig
 from ptychopinn_core.model.state import EpochRecord, History
-from ptychopinn_core.schedule import EarlyStopping, PlateauSchedule, loss_floor
+from ptychopinn_core.training.schedule import EarlyStopping, PlateauSchedule, loss_floor
 from ptychopinn_tf.model import PinnModel
 
 __all__ = ["train_model"]

@@ -1,7 +1,7 @@
 """No-gradient prediction of one chunk of object patches.
 
 Chunking is the core's job (:func:`ptychopinn_core.workflow.reconstruct` with
-:func:`ptychopinn_core.training_data.prepare_inference_inputs`); this module runs one
+:func:`ptychopinn_core.inference_chunks.prepare_inference_inputs`); this module runs one
 chunk through the network and the overlap constraint. It runs eagerly under
 :func:`torch.inference_mode` (no autograd bookkeeping); ``torch.compile`` is not used:
 its compile time (tens of seconds on a CPU) exceeds the whole prediction of a typical

@@ -40,7 +40,7 @@ from ptychopinn_core.config import Config, ExecutionConfig
 from ptychopinn_core.model.parameters import parameter_specs
 from ptychopinn_core.model.state import ModelState
 from ptychopinn_core.physics.probe_model import circular_probe_mask
-from ptychopinn_core.training_data import check_model_inputs, compute_dtypes
+from ptychopinn_core.model.inputs import check_model_inputs, compute_dtypes
 from ptychopinn_torch import layers
 from ptychopinn_torch.network import PinnNetwork, _torch_name, canonical_weights, load_canonical_weights
 

@@ -4,8 +4,8 @@ What is decided where
 ---------------------
 - The core decides the numbers both backends must agree on: initial weights, the batch
   order of every epoch (``data.epoch_batches(epoch)``), the validation batches, the
-  learning-rate plateau schedule (:class:`~ptychopinn_core.schedule.PlateauSchedule`)
-  and early stopping (:class:`~ptychopinn_core.schedule.EarlyStopping`).
+  learning-rate plateau schedule (:class:`~ptychopinn_core.training.schedule.PlateauSchedule`)
+  and early stopping (:class:`~ptychopinn_core.training.schedule.EarlyStopping`).
 - Lightning runs the loop: devices, precision, DDP, checkpoints, loggers.
 
 Per epoch ``e``: the learning rate of all parameter groups is set to the schedule's
@@ -53,8 +53,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
 from ptychopinn_core.config import Config, ExecutionConfig
 from ptychopinn_core.model.state import EpochRecord, History
-from ptychopinn_core.schedule import EarlyStopping, PlateauSchedule, loss_floor
-from ptychopinn_core.training_data import TrainingData
+from ptychopinn_core.training.schedule import EarlyStopping, PlateauSchedule, loss_floor
+from ptychopinn_core.training.data import TrainingData
 from ptychopinn_torch.model import PinnModel
 
 __all__ = ["train_model"]
@@ -197,7 +197,7 @@ class PinnSystem(L.LightningModule):
     min_learning_rate : float
     early_stopping_patience : int or None
     loss_floor : float
-        The monitored loss's floor (:func:`ptychopinn_core.schedule.loss_floor`): plateaus
+        The monitored loss's floor (:func:`ptychopinn_core.training.schedule.loss_floor`): plateaus
         and early stopping measure improvements relative to ``loss - loss_floor``.
     max_seconds : float or None
         Stop at the first epoch end after this many seconds of training (rank 0's clock).

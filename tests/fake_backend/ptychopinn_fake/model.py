@@ -41,7 +41,7 @@ from ptychopinn_core.physics import (
     poisson_nll,
     translate,
 )
-from ptychopinn_core.training_data import check_model_inputs
+from ptychopinn_core.model.inputs import check_model_inputs
 
 __all__ = ["ConstantPatchModel", "NumpyPhysicsOps", "train"]
 

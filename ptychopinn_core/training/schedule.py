@@ -22,7 +22,7 @@ import numpy as np
 
 from ptychopinn_core.config import TrainingConfig
 from ptychopinn_core.physics.losses import pinn_loss
-from ptychopinn_core.training_data import TrainingData
+from ptychopinn_core.training.data import TrainingData
 
 __all__ = ["PlateauSchedule", "EarlyStopping", "RELATIVE_IMPROVEMENT", "loss_floor"]
 
