@@ -25,15 +25,14 @@ from typing import Any
 import numpy as np
 
 from ptychopinn_core import __version__
-from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
+from ptychopinn_core.progress import ProgressCallback, ProgressEvent
 from ptychopinn_core.backends.registry import Backend
 from ptychopinn_core.config import Config, RefineConfig
 from ptychopinn_core.data import ScanData
-from ptychopinn_core.evaluation import META_CROP_SIZE_KEY
 from ptychopinn_core.model.bundle import ModelBundle, make_manifest
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
 from ptychopinn_core.physics.stitching import ObjectFrame, Stitcher, default_crop_size
-from ptychopinn_core.reconstruction import Reconstruction
+from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY, Reconstruction
 from ptychopinn_core.refine.problem import Observer, RefineProblem, flat_start
 from ptychopinn_core.inference_chunks import prepare_inference_inputs
 from ptychopinn_core.model.inputs import model_probe, prepare_model_state

@@ -13,16 +13,19 @@ describe backends without importing any framework.
 - :class:`Refiner` is what ``ptychopinn_refiner`` returns: the object (and probe) of a
   reconstruction fitted to the data (:mod:`ptychopinn_core.refine`), checked against the
   core's numpy reference by the conformance kit.
-- :class:`ProgressEvent` is what ``ptychopinn_train`` and a refiner report while they work.
+- :class:`ProgressEvent` (defined in :mod:`ptychopinn_core.progress`) is what ``ptychopinn_train``
+  and a refiner report while they work.
 """
 
 from __future__ import annotations
 
 import numbers
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+from ptychopinn_core.progress import ProgressCallback, ProgressEvent
 
 if TYPE_CHECKING:  # only for annotations: describing a backend imports nothing heavy (not even numpy)
     import numpy as np
@@ -264,49 +267,6 @@ class BackendInfo:
             "install_hint": self.install_hint,
             "capabilities": self.capabilities.to_dict(),
         }
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """One progress report of ``ptychopinn_train``.
-
-    Attributes
-    ----------
-    stage : {"batch", "epoch"}
-        ``"batch"`` after each optimisation step, ``"epoch"`` after each epoch
-        (its metrics include the validation loss when there is a validation split).
-    epoch : int
-        0-based epoch index.
-    n_epochs : int
-        Epochs planned (training may stop earlier: early stopping).
-    step : int
-        1-based step within the epoch (``n_steps`` for an ``"epoch"`` event).
-    n_steps : int
-        Steps (batches) in this epoch.
-    metrics : Mapping[str, float]
-        E.g. ``train_loss``, ``val_loss``, ``learning_rate``.
-    """
-
-    stage: Literal["batch", "epoch"]
-    epoch: int
-    n_epochs: int
-    step: int
-    n_steps: int
-    metrics: Mapping[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.stage not in ("batch", "epoch"):
-            raise ValueError(f"invalid ProgressEvent.stage: expected 'batch' or 'epoch', received stage={self.stage!r}")
-        if not 0 <= self.epoch < max(self.n_epochs, 1):
-            raise ValueError(
-                f"invalid ProgressEvent.epoch: expected 0 <= epoch < n_epochs={self.n_epochs}, "
-                f"received epoch={self.epoch}"
-            )
-        object.__setattr__(self, "metrics", {str(key): float(value) for key, value in dict(self.metrics).items()})
-
-
-#: The callback ``ptychopinn_train`` reports to.
-ProgressCallback = Callable[[ProgressEvent], None]
 
 
 class ForwardResult(NamedTuple):

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
+from ptychopinn_core.progress import ProgressCallback, ProgressEvent
 from ptychopinn_core.refine.problem import Observer, RefineProblem, RefineResult
 
 __all__ = ["SteppedRefiner", "Steps", "run_refinement"]
