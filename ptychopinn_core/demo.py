@@ -28,7 +28,7 @@ from ptychopinn_core.evaluation import align_to_truth, evaluate, metrics_to_json
 from ptychopinn_core.figures import comparison_figure, frc_figure, loss_figure, save_png
 from ptychopinn_core.model.bundle import write_bundle
 from ptychopinn_core.physics.stitching import ObjectFrame, default_crop_size, stitch
-from ptychopinn_core.reconstruction import Reconstruction, write_reconstruction
+from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY, Reconstruction, write_reconstruction
 from ptychopinn_core.simulation.scan import make_demo_scan
 
 __all__ = ["DemoSettings", "QUICK", "DEFAULT", "run_demo"]
@@ -214,7 +214,7 @@ def _stitched_truth(scan: ScanData, window: int) -> Reconstruction:
     """The ground-truth patches stitched like a reconstruction: the best any model can do."""
     frame = ObjectFrame.for_object(scan.object.shape)
     obj = stitch(scan.patches, scan.positions_px, frame, crop_size=window)
-    return Reconstruction(object=obj, frame=frame, meta={"crop_size_px": window, "source": "stitched Y"})
+    return Reconstruction(object=obj, frame=frame, meta={META_CROP_SIZE_KEY: window, "source": "stitched Y"})
 
 
 def _agreement(recons: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -58,7 +58,7 @@ import numpy as np
 
 from ptychopinn_core.physics.stitching import ObjectFrame
 from ptychopinn_core.physics.translate import sample_separable, translate
-from ptychopinn_core.reconstruction import Reconstruction
+from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY, Reconstruction
 
 __all__ = [
     "AlignedPair",
@@ -85,8 +85,6 @@ __all__ = [
 
 FRC_THRESHOLD = 0.5
 SSIM_WINDOW_PX = 7  # scikit-image's default window; the region must be at least this big
-# Provenance key of a Reconstruction's meta holding the stitching crop (window_px default).
-META_CROP_SIZE_KEY = "crop_size_px"
 
 
 def truth_object(scan: Any, source: str) -> np.ndarray:

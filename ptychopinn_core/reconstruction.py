@@ -37,6 +37,7 @@ __all__ = [
     "OBJECT_KEY",
     "PROBE_KEY",
     "META_KEY",
+    "META_CROP_SIZE_KEY",
     "RECONSTRUCTION_FORMAT",
     "RECONSTRUCTION_FORMAT_VERSION",
     "Reconstruction",
@@ -54,6 +55,9 @@ _META_FORMAT = "format"
 _META_FORMAT_VERSION = "format_version"
 _META_FRAME = "frame"
 _META_PROVENANCE = "provenance"
+# Provenance key for the stitching crop the object was made with: whoever stitches (or
+# starts a flat object) writes it, and evaluation reads it as the scanned-region window.
+META_CROP_SIZE_KEY = "crop_size_px"
 
 
 def _where(path: Any, key: str | None, problem: str) -> str:

@@ -138,8 +138,9 @@ def evaluate_command(
 
 def _against_truth(recon: Any, truth_path: Path, window_px: int | None) -> dict[str, Any]:
     from ptychopinn_core.data import read_scan
-    from ptychopinn_core.evaluation import META_CROP_SIZE_KEY, evaluate, truth_object
+    from ptychopinn_core.evaluation import evaluate, truth_object
     from ptychopinn_core.physics.stitching import default_crop_size
+    from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY
 
     scan = read_scan(truth_path)
     truth = truth_object(scan, str(truth_path))
@@ -153,9 +154,9 @@ def _against_reference(
     recon: Any, reference_path: Path, scan_path: Path | None, window_px: int | None
 ) -> dict[str, Any]:
     from ptychopinn_core.data import read_scan
-    from ptychopinn_core.evaluation import META_CROP_SIZE_KEY, evaluate_against_reference
+    from ptychopinn_core.evaluation import evaluate_against_reference
     from ptychopinn_core.physics.stitching import default_crop_size
-    from ptychopinn_core.reconstruction import read_reconstruction
+    from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY, read_reconstruction
 
     reference = read_reconstruction(reference_path)
     positions = None
