@@ -118,12 +118,12 @@ def summarize(curve: list[dict[str, Any]], thresholds=THRESHOLDS) -> dict[str, A
 
 def simulated_scorer(scan):
     """``score(obj)``: amplitude/phase SSIM of an object on the scan's frame against its truth."""
-    from ptychopinn_core.evaluation import evaluate
+    from ptychopinn_core.evaluation.report import evaluate
     from ptychopinn_core.physics.stitching import ObjectFrame, default_crop_size
-    from ptychopinn_core.reconstruction import Reconstruction
+    from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY, Reconstruction
 
     frame = ObjectFrame.for_object(scan.object.shape)
-    meta = {"crop_size_px": default_crop_size(scan.pattern_size)}
+    meta = {META_CROP_SIZE_KEY: default_crop_size(scan.pattern_size)}
 
     def score(obj: np.ndarray, probe: np.ndarray | None = None) -> dict[str, float]:
         result = evaluate(Reconstruction(object=obj, frame=frame, meta=meta), scan.object, scan.positions_px)
@@ -435,13 +435,14 @@ def part_sweep(args, registry, bundles: dict) -> dict[str, Any]:
 
 def star_scorer(scan, reference):
     """``score(obj)``: agreement with the pty-chi reference (evaluate_against_reference, phase NCC, FRC)."""
-    from ptychopinn_core.evaluation import align_to_reference, image_metrics
+    from ptychopinn_core.evaluation.aligned_pair import align_to_reference
+    from ptychopinn_core.evaluation.metrics import image_metrics
     from ptychopinn_core.physics.stitching import default_crop_size
-    from ptychopinn_core.reconstruction import Reconstruction
+    from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY, Reconstruction
     from ptychopinn_core.workflow import object_frame_for
 
     frame = object_frame_for(scan)
-    meta = {"crop_size_px": default_crop_size(scan.pattern_size)}
+    meta = {META_CROP_SIZE_KEY: default_crop_size(scan.pattern_size)}
 
     def ncc(a: np.ndarray, b: np.ndarray) -> float:
         a, b = a - a.mean(), b - b.mean()
@@ -708,7 +709,7 @@ def main() -> None:
 
     from ptychopinn_core.atomic import atomic_write
     from ptychopinn_core.backends import BackendRegistry
-    from ptychopinn_core.evaluation import metrics_to_json
+    from ptychopinn_core.evaluation.metrics import metrics_to_json
 
     parts = args.parts.split(",")
     registry = BackendRegistry.discover()

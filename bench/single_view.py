@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from ptychopinn_core.config import Config
-    from ptychopinn_core.evaluation import evaluate
+    from ptychopinn_core.evaluation.report import evaluate
     from ptychopinn_core.physics.stitching import Stitcher, default_crop_size
     from ptychopinn_core.simulation import make_demo_scan
     from ptychopinn_core.inference_chunks import prepare_inference_inputs

@@ -11,7 +11,7 @@ trains self-supervised on the scan being reconstructed (the normal PINN use on a
 sample) until the first epoch end past the wall-time budget, reconstructs every position
 (prediction + stitching; timed after one warm-up pass) and compares the result with the
 iterative reference ``data/siemens-star/reference-ptychi.npz`` (``bench/star_reference.py``)
-by :func:`~ptychopinn_core.evaluation.evaluate_against_reference`: common scanned region,
+by :func:`~ptychopinn_core.evaluation.report.evaluate_against_reference`: common scanned region,
 sub-pixel registration, amplitude scale, phase offset and ramp removed, then FRC50, SSIM,
 PSNR. Writes figures to ``--out`` (reconstructions next to the reference, FRC curves,
 training loss) and each reconstruction (``star-BACKEND.npz``), and prints ONE JSON
@@ -219,7 +219,9 @@ def main() -> None:
     from ptychopinn_core import workflow
     from ptychopinn_core.backends import BackendRegistry
     from ptychopinn_core.data.importers import import_scan
-    from ptychopinn_core.evaluation import align_to_reference, evaluate_against_reference, metrics_to_json
+    from ptychopinn_core.evaluation.aligned_pair import align_to_reference
+    from ptychopinn_core.evaluation.metrics import metrics_to_json
+    from ptychopinn_core.evaluation.report import evaluate_against_reference
     from ptychopinn_core.reconstruction import read_reconstruction, write_reconstruction
 
     registry = BackendRegistry.discover()

@@ -42,7 +42,7 @@ def _settings(args) -> dict[str, object]:
 def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, object]:
     from ptychopinn_core import workflow
     from ptychopinn_core.config import Config, parse_assignments
-    from ptychopinn_core.evaluation import evaluate
+    from ptychopinn_core.evaluation.report import evaluate
     from ptychopinn_core.model.bundle import ModelBundle, make_manifest
     from ptychopinn_core.model.parameters import initial_weights, parameter_specs
     from ptychopinn_core.model.state import History

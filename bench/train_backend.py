@@ -52,7 +52,7 @@ def main() -> None:
     from ptychopinn_core import workflow
     from ptychopinn_core.backends import BackendRegistry
     from ptychopinn_core.config import Config
-    from ptychopinn_core.evaluation import evaluate
+    from ptychopinn_core.evaluation.report import evaluate
     from ptychopinn_core.model.bundle import ModelBundle, make_manifest
     from ptychopinn_core.model.parameters import initial_weights, parameter_specs
     from ptychopinn_core.model.state import History

@@ -24,7 +24,9 @@ from ptychopinn_core.backends import BackendRegistry
 from ptychopinn_core.backends.contract import ProgressCallback
 from ptychopinn_core.config import Config
 from ptychopinn_core.data import ScanData, summarize_scan, write_scan
-from ptychopinn_core.evaluation import align_to_truth, evaluate, metrics_to_json
+from ptychopinn_core.evaluation.aligned_pair import align_to_truth
+from ptychopinn_core.evaluation.metrics import metrics_to_json
+from ptychopinn_core.evaluation.report import evaluate
 from ptychopinn_core.figures import comparison_figure, frc_figure, loss_figure, save_png
 from ptychopinn_core.model.bundle import write_bundle
 from ptychopinn_core.physics.stitching import ObjectFrame, default_crop_size, stitch

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ptychopinn_core.atomic import atomic_write
-from ptychopinn_core.evaluation import AlignedPair
+from ptychopinn_core.evaluation.aligned_pair import AlignedPair
 from ptychopinn_core.model.state import History
 
 __all__ = ["comparison_figure", "object_figure", "loss_figure", "frc_figure", "parity_figures", "save_png"]

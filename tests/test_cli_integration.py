@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ptychopinn_core import workflow  # noqa: E402
 from ptychopinn_core.data import read_scan, write_scan  # noqa: E402
-from ptychopinn_core.evaluation import evaluate  # noqa: E402
+from ptychopinn_core.evaluation.report import evaluate  # noqa: E402
 from ptychopinn_core.model.bundle import ModelBundle, read_bundle  # noqa: E402
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs  # noqa: E402
 from ptychopinn_core.reconstruction import read_reconstruction  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 from conftest import FAKE_BACKEND_ROOT
 from ptychopinn_core.cli.main import main
 from ptychopinn_core.data import read_scan
-from ptychopinn_core.evaluation import evaluate
+from ptychopinn_core.evaluation.report import evaluate
 from ptychopinn_core.reconstruction import Reconstruction, read_reconstruction, write_reconstruction
 
 

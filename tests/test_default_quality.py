@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ptychopinn_core import workflow  # noqa: E402
 from ptychopinn_core.config import Config  # noqa: E402
-from ptychopinn_core.evaluation import evaluate  # noqa: E402
+from ptychopinn_core.evaluation.report import evaluate  # noqa: E402
 from ptychopinn_core.model.bundle import ModelBundle  # noqa: E402
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs  # noqa: E402
 from ptychopinn_core.simulation.scan import make_demo_scan  # noqa: E402

@@ -9,7 +9,8 @@ import pytest
 
 from ptychopinn_core.cli.main import main
 from ptychopinn_core.data import ScanData, write_scan
-from ptychopinn_core.evaluation import align_to_reference, evaluate_against_reference
+from ptychopinn_core.evaluation.aligned_pair import align_to_reference
+from ptychopinn_core.evaluation.report import evaluate_against_reference
 from ptychopinn_core.physics.stitching import ObjectFrame
 from ptychopinn_core.physics.translate import translate
 from ptychopinn_core.reconstruction import Reconstruction, write_reconstruction

@@ -11,18 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from ptychopinn_core.evaluation import (
-    align_phase,
-    evaluate,
-    fit_phase_plane,
+from ptychopinn_core.evaluation.alignment import align_phase, fit_phase_plane, scale_amplitude
+from ptychopinn_core.evaluation.metrics import (
     fourier_ring_correlation,
     frc_cutoff,
     image_metrics,
     metrics_to_json,
-    scale_amplitude,
-    scanned_region,
-    window_coverage,
 )
+from ptychopinn_core.evaluation.region import scanned_region, window_coverage
+from ptychopinn_core.evaluation.report import evaluate
 from ptychopinn_core.physics.stitching import ObjectFrame, default_crop_size
 from ptychopinn_core.reconstruction import Reconstruction
 from ptychopinn_core.simulation import lines_object, make_demo_scan, raster_positions

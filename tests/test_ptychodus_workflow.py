@@ -57,7 +57,7 @@ from ptychodus_helpers import (
 from ptychopinn_core.backends import BackendRegistry
 from ptychopinn_core.config import Config
 from ptychopinn_core.data import read_scan
-from ptychopinn_core.evaluation import evaluate
+from ptychopinn_core.evaluation.report import evaluate
 from ptychopinn_core.model.bundle import BundleError, read_bundle
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
 from ptychopinn_core.physics.probe_model import normalise_probe

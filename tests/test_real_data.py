@@ -20,7 +20,7 @@ from ptychopinn_core.backends import BackendRegistry
 from ptychopinn_core.cli.main import main
 from ptychopinn_core.config import Config
 from ptychopinn_core.data import read_scan
-from ptychopinn_core.evaluation import evaluate_against_reference
+from ptychopinn_core.evaluation.report import evaluate_against_reference
 from ptychopinn_core.physics.stitching import ObjectFrame, default_crop_size
 
 STAR = Path(__file__).resolve().parents[1] / "data" / "siemens-star" / "siemens-star-small.npz.bz2"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.metrics import structural_similarity
 
-from ptychopinn_core.evaluation import scanned_region
+from ptychopinn_core.evaluation.region import scanned_region
 from ptychopinn_core.physics.stitching import ObjectFrame, Stitcher, default_crop_size, stitch
 from ptychopinn_core.physics.translate import extract_patches
 from ptychopinn_core.simulation import lines_object, make_demo_scan, raster_positions

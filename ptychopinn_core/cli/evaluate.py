@@ -21,7 +21,7 @@ def _format(value: float, digits: int = 4) -> str:
 
 
 def print_metrics(metrics: dict[str, Any], title: str) -> None:
-    """Print the metrics of :func:`ptychopinn_core.evaluation.evaluate` as a table."""
+    """Print the metrics of :func:`ptychopinn_core.evaluation.report.evaluate` as a table."""
     from rich.console import Console
     from rich.table import Table
 
@@ -127,7 +127,7 @@ def evaluate_command(
     print_metrics(metrics, title)
     if json_path is not None:
         from ptychopinn_core.atomic import atomic_write
-        from ptychopinn_core.evaluation import metrics_to_json
+        from ptychopinn_core.evaluation.metrics import metrics_to_json
 
         text = json.dumps(metrics_to_json(metrics), indent=2, allow_nan=False)
         with atomic_write(json_path, "w") as handle:
@@ -138,7 +138,7 @@ def evaluate_command(
 
 def _against_truth(recon: Any, truth_path: Path, window_px: int | None) -> dict[str, Any]:
     from ptychopinn_core.data import read_scan
-    from ptychopinn_core.evaluation import evaluate, truth_object
+    from ptychopinn_core.evaluation.report import evaluate, truth_object
     from ptychopinn_core.physics.stitching import default_crop_size
     from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY
 
@@ -154,7 +154,7 @@ def _against_reference(
     recon: Any, reference_path: Path, scan_path: Path | None, window_px: int | None
 ) -> dict[str, Any]:
     from ptychopinn_core.data import read_scan
-    from ptychopinn_core.evaluation import evaluate_against_reference
+    from ptychopinn_core.evaluation.report import evaluate_against_reference
     from ptychopinn_core.physics.stitching import default_crop_size
     from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY, read_reconstruction
 

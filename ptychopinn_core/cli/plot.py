@@ -39,7 +39,8 @@ def plot_command(recon_path: Path, truth_path: Path | None, out_path: Path) -> N
         figure = object_figure(recon.object, recon_path.name)
     else:
         from ptychopinn_core.data import read_scan
-        from ptychopinn_core.evaluation import align_to_truth, truth_object
+        from ptychopinn_core.evaluation.aligned_pair import align_to_truth
+        from ptychopinn_core.evaluation.report import truth_object
 
         truth = read_scan(truth_path)
         pair = align_to_truth(recon, truth_object(truth, str(truth_path)), truth.positions_px)

@@ -83,7 +83,7 @@ def train_command(
         click.echo(f"wrote {out_path} ({backend.name}, {summary})")
     if test_path is not None:
         from ptychopinn_core.cli.evaluate import print_metrics
-        from ptychopinn_core.evaluation import evaluate, truth_object
+        from ptychopinn_core.evaluation.report import evaluate, truth_object
 
         test_scan = read_scan(test_path, measurement=config.data.measurement)
         truth = truth_object(test_scan, str(test_path))
