@@ -19,7 +19,7 @@ import pytest
 
 from ptychopinn_core.cli.main import main
 from ptychopinn_core.data import DataContractError, read_scan
-from ptychopinn_core.data.importers import detect_format, import_scan
+from ptychopinn_core.data.importers import FORMATS, MEASUREMENTS, detect_format, import_scan
 from ptychopinn_core.data.importers.conventions import DEFAULT_MARGIN_PX, detect_fft_order
 from ptychopinn_core.simulation.scan import make_demo_scan
 
@@ -210,6 +210,28 @@ def test_unknown_format_names_from(tmp_path):
     with pytest.raises(ValueError, match="--diffraction: only used with --from ptychodus"):
         import_scan(STAR, diffraction_path=path)
 
+
+def test_detection_asks_every_importer_and_names_what_it_saw(tmp_path):
+    both = tmp_path / "both.npz"
+    np.savez(both, data=np.zeros(2), scan=np.zeros(2), diffraction=np.zeros(2), xcoords=np.zeros(2))
+    with pytest.raises(DataContractError, match=r"both\.npz: cannot tell the format: .*keys: data, "
+                       r"diffraction, scan, xcoords, claimed by tike and ptychopinn-legacy; "
+                       r"pass --from tike\|ptychopinn-legacy"):
+        detect_format(both)
+    folder = ("is a folder; tried tike .*, ptychodus .*product.h5.*, ptychopinn-legacy .*; "
+              "name a scan file")
+    with pytest.raises(DataContractError, match=folder):
+        detect_format(tmp_path)
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"abcdefgh")
+    with pytest.raises(DataContractError, match=r"junk\.bin: .*starting with b'abcd'.*--from tike"):
+        detect_format(junk)
+
+
+def test_cli_choices_are_the_importer_table():
+    from ptychopinn_core.cli.convert import _FORMATS, _MEASUREMENTS
+
+    assert (_FORMATS, _MEASUREMENTS) == (FORMATS, MEASUREMENTS)
 
 # -- legacy PtychoPINN files ----------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 One module per format (:mod:`.tike`, :mod:`.ptychodus_h5`, :mod:`.legacy`), the shared
 convention decisions (:mod:`.conventions`: FFT order, counts, object frame, the import
-record in ``meta["import"]``) and a dispatcher (:func:`import_scan`). See
+record in ``meta["import"]``) and the table of importers that picks the one for a file
+(:mod:`.dispatch`: :data:`IMPORTERS`, :func:`detect_format`, :func:`import_scan`). See
 ``docs/data-contract.md`` (section "Converting foreign scans") and ``docs/real-data.md``.
 
 Examples
@@ -14,6 +15,22 @@ Examples
 """
 
 from ptychopinn_core.data.importers.conventions import DEFAULT_MARGIN_PX, FFT_ORDERS
-from ptychopinn_core.data.importers.dispatch import FORMATS, MEASUREMENTS, detect_format, import_scan
+from ptychopinn_core.data.importers.dispatch import (
+    FORMATS,
+    IMPORTERS,
+    MEASUREMENTS,
+    Importer,
+    detect_format,
+    import_scan,
+)
 
-__all__ = ["DEFAULT_MARGIN_PX", "FFT_ORDERS", "FORMATS", "MEASUREMENTS", "detect_format", "import_scan"]
+__all__ = [
+    "DEFAULT_MARGIN_PX",
+    "FFT_ORDERS",
+    "FORMATS",
+    "IMPORTERS",
+    "MEASUREMENTS",
+    "Importer",
+    "detect_format",
+    "import_scan",
+]

@@ -1,8 +1,16 @@
-"""Pick the importer for a file: by ``--from``, or by what the file holds when unambiguous."""
+"""Pick the importer for a file: by ``--from``, or by what the file holds when unambiguous.
+
+Every format is one :class:`Importer` in :data:`IMPORTERS`: how to recognise a file of
+it cheaply (its signature, a folder's entries, an NPZ's key names; nothing is
+decompressed or read) and which reader reads it. A new format is one more entry, not
+another branch.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ptychopinn_core.data import keys
@@ -24,50 +32,135 @@ from ptychopinn_core.data.importers.ptychodus_h5 import (
 from ptychopinn_core.data.importers.tike import DATA, FORMAT_TIKE, SCAN, read_tike
 from ptychopinn_core.data.scan import ScanData
 
-__all__ = ["FORMATS", "MEASUREMENTS", "detect_format", "import_scan"]
+__all__ = ["FORMATS", "IMPORTERS", "MEASUREMENTS", "Importer", "detect_format", "import_scan"]
 
-FORMATS: tuple[str, ...] = (FORMAT_TIKE, FORMAT_PTYCHODUS, FORMAT_LEGACY)
+
+@dataclass(frozen=True)
+class Importer:
+    """One foreign format: how to recognise its files, and the reader that reads them.
+
+    Attributes
+    ----------
+    name : str
+        The ``--from`` value.
+    expects : str
+        What a file of this format looks like, for the message when none matches.
+    guess_can_open : callable
+        ``guess_can_open(path) -> bool``: cheap; ``True`` when the file looks like this
+        format. Raises only what opening the file raises (missing, unreadable NPZ).
+    read : callable
+        ``read(path, *, fft_order, measurement, ...) -> ScanData``, plus ``margin_px``
+        when :attr:`sizes_object_frame`, ``diffraction_path`` when
+        :attr:`pairs_diffraction_file`.
+    sizes_object_frame : bool
+        The importer sizes an object frame around the positions (``--margin-px``);
+        ``False`` when the file sets the frame itself.
+    pairs_diffraction_file : bool
+        The patterns are in a second file (``--diffraction``).
+    """
+
+    name: str
+    expects: str
+    guess_can_open: Callable[[str], bool]
+    read: Callable[..., ScanData]
+    sizes_object_frame: bool = True
+    pairs_diffraction_file: bool = False
+
+
+def _signature(path: str) -> bytes:
+    """The file's first bytes; ``b""`` for a folder (``FileNotFoundError`` when missing)."""
+    return b"" if os.path.isdir(path) else file_signature(path)
+
+
+def _npz_keys(path: str) -> set[str]:
+    """The member names of a plain (zip) NPZ; nothing else of it is read."""
+    if not _signature(path).startswith(ZIP_SIGNATURE):
+        return set()
+    with open_npz(path) as archive:
+        return set(archive.files)
+
+
+def _is_tike(path: str) -> bool:
+    # bz2 is the only compressed format read, and only tike files come that way.
+    return _signature(path).startswith(BZ2_SIGNATURE) or {DATA, SCAN} <= _npz_keys(path)
+
+
+def _is_ptychodus(path: str) -> bool:
+    if os.path.isdir(path):
+        return (Path(path) / PRODUCT_FILE).is_file()
+    # Only the signature: a diffraction file named as IN is then refused by the reader
+    # with a message that says which file goes where.
+    return file_signature(path).startswith(HDF5_SIGNATURE)
+
+
+def _is_ptychopinn(path: str) -> bool:
+    names = _npz_keys(path)
+    return bool({keys.DIFFRACTION, keys.LEGACY_DIFFRACTION} & names) and keys.XCOORDS in names
+
+
+# Detection asks every importer, in this order (also the order of messages and of
+# FORMATS): a file that two of them claim is refused as ambiguous, not given to the first.
+IMPORTERS: tuple[Importer, ...] = (
+    Importer(
+        name=FORMAT_TIKE,
+        expects="a tike NPZ, plain or .npz.bz2, with keys data, scan, probe",
+        guess_can_open=_is_tike,
+        read=read_tike,
+    ),
+    Importer(
+        name=FORMAT_PTYCHODUS,
+        expects=f"a Ptychodus HDF5 product file, or a folder holding {PRODUCT_FILE}",
+        guess_can_open=_is_ptychodus,
+        read=read_ptychodus,
+        sizes_object_frame=False,
+        pairs_diffraction_file=True,
+    ),
+    Importer(
+        name=FORMAT_LEGACY,
+        expects="a PtychoPINN NPZ with keys diffraction or diff3d, xcoords, ycoords, ...",
+        guess_can_open=_is_ptychopinn,
+        read=read_legacy,
+    ),
+)
+_BY_NAME: dict[str, Importer] = {importer.name: importer for importer in IMPORTERS}
+FORMATS: tuple[str, ...] = tuple(_BY_NAME)
 MEASUREMENTS: tuple[str, ...] = (keys.MEASUREMENT_COUNTS, keys.MEASUREMENT_AMPLITUDE)
 _FROM_HINT = f"pass --from {'|'.join(FORMATS)}"
+
+
+def _what_it_is(path: str) -> str:
+    """A few words on the file, for a message: a folder, an NPZ's keys, its first bytes."""
+    if os.path.isdir(path):
+        return "a folder"
+    head = file_signature(path)
+    if not head:
+        return "an empty file"
+    if head.startswith(ZIP_SIGNATURE):
+        return f"an NPZ with keys: {', '.join(sorted(_npz_keys(path))) or 'none'}"
+    return f"a file starting with {head[:4]!r}"
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
     """The format of ``path`` from its content; an error naming ``--from`` if unclear.
 
-    A folder or an HDF5 file is Ptychodus; a bz2 file is tike (the only compressed
-    format read); an NPZ with ``data`` and ``scan`` is tike, one with ``diffraction``
-    (or ``diff3d``) and ``xcoords`` is PtychoPINN.
+    Every importer of :data:`IMPORTERS` is asked whether it can open the file; the one
+    that says yes is the format. None or more than one is an error naming the file,
+    what it is and the formats tried.
     """
     file = os.fspath(path)
-    if os.path.isdir(file):
-        if (Path(file) / PRODUCT_FILE).is_file():
-            return FORMAT_PTYCHODUS
+    claimed = [importer.name for importer in IMPORTERS if importer.guess_can_open(file)]
+    if len(claimed) == 1:
+        return claimed[0]
+    what = _what_it_is(file)
+    if claimed:
         raise DataContractError(
-            f"is a folder without a Ptychodus {PRODUCT_FILE}; name a scan file", file=file
-        )
-    head = file_signature(file)
-    if head.startswith(HDF5_SIGNATURE):
-        return FORMAT_PTYCHODUS
-    if head.startswith(BZ2_SIGNATURE):
-        return FORMAT_TIKE
-    if not head.startswith(ZIP_SIGNATURE):
-        raise DataContractError(
-            f"unknown file type (starts with {head[:4]!r}): expected an NPZ (tike or PtychoPINN), "
-            f"a tike .npz.bz2 or a Ptychodus HDF5 product file; {_FROM_HINT}",
+            f"cannot tell the format: it is {what}, claimed by {' and '.join(claimed)}; "
+            f"pass --from {'|'.join(claimed)}",
             file=file,
         )
-    with open_npz(file) as archive:
-        names = set(archive.files)
-    is_tike = {DATA, SCAN} <= names
-    is_legacy = bool({keys.DIFFRACTION, keys.LEGACY_DIFFRACTION} & names) and keys.XCOORDS in names
-    if is_tike != is_legacy:
-        return FORMAT_TIKE if is_tike else FORMAT_LEGACY
-    present = ", ".join(sorted(names)) or "none"
-    what = (
-        "both tike and PtychoPINN keys" if is_tike else
-        "neither tike keys (data, scan, probe) nor PtychoPINN keys (diffraction, xcoords, ...)"
-    )
-    raise DataContractError(f"cannot tell the format: it holds {what} (keys: {present}); {_FROM_HINT}",
+    tried = ", ".join(f"{importer.name} ({importer.expects})" for importer in IMPORTERS)
+    hint = "name a scan file" if os.path.isdir(file) else _FROM_HINT
+    raise DataContractError(f"cannot tell the format: it is {what}; tried {tried}; {hint}",
                             file=file)
 
 
@@ -114,16 +207,17 @@ def import_scan(
     if source_format is not None and source_format not in FORMATS:
         raise ValueError(f"invalid --from: expected one of {', '.join(FORMATS)}, "
                          f"received {source_format!r}")
-    source_format = source_format or detect_format(path)
-    if source_format == FORMAT_PTYCHODUS:
-        if margin_px is not None:
-            raise ValueError("invalid --margin-px: a Ptychodus product sets the object frame; "
-                             "drop --margin-px")
-        return read_ptychodus(path, diffraction_path=diffraction_path, fft_order=fft_order,
-                              measurement=measurement)
-    if diffraction_path is not None:
-        raise ValueError(f"invalid --diffraction: only used with --from {FORMAT_PTYCHODUS}, "
-                         f"received a {source_format} file")
-    margin = DEFAULT_MARGIN_PX if margin_px is None else margin_px
-    reader = read_tike if source_format == FORMAT_TIKE else read_legacy
-    return reader(path, fft_order=fft_order, measurement=measurement, margin_px=margin)
+    importer = _BY_NAME[source_format or detect_format(path)]
+    options: dict[str, object] = {"fft_order": fft_order, "measurement": measurement}
+    if importer.sizes_object_frame:
+        options["margin_px"] = DEFAULT_MARGIN_PX if margin_px is None else margin_px
+    elif margin_px is not None:
+        raise ValueError(f"invalid --margin-px: a {importer.name} file sets the object frame; "
+                         "drop --margin-px")
+    if importer.pairs_diffraction_file:
+        options["diffraction_path"] = diffraction_path
+    elif diffraction_path is not None:
+        takers = "|".join(other.name for other in IMPORTERS if other.pairs_diffraction_file)
+        raise ValueError(f"invalid --diffraction: only used with --from {takers}, "
+                         f"received a {importer.name} file")
+    return importer.read(path, **options)
