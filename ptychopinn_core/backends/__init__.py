@@ -8,6 +8,7 @@ Importing this package imports no framework.
 from ptychopinn_core.backends.contract import (
     ALLOWED_DEVICES,
     ALLOWED_MODES,
+    ALLOWED_LOGGERS,
     ALLOWED_PRECISIONS,
     BACKEND_NAME_PATTERN,
     BackendInfo,
@@ -46,6 +47,7 @@ __all__ = [
     # contract
     "ALLOWED_DEVICES",
     "ALLOWED_MODES",
+    "ALLOWED_LOGGERS",
     "ALLOWED_PRECISIONS",
     "BACKEND_NAME_PATTERN",
     "BackendInfo",

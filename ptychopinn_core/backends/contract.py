@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # only for annotations: describing a backend imports nothing 
 __all__ = [
     "ALLOWED_DEVICES",
     "ALLOWED_MODES",
+    "ALLOWED_LOGGERS",
     "ALLOWED_PRECISIONS",
     "BACKEND_NAME_PATTERN",
     "BackendInfo",
@@ -55,6 +56,8 @@ ALLOWED_MODES = frozenset({"pinn", "supervised"})
 ALLOWED_DEVICES = frozenset({"cpu", "gpu"})
 #: Numeric precisions a backend may support (``config.execution.precision``).
 ALLOWED_PRECISIONS = frozenset({"32", "64", "bf16-mixed", "16-mixed"})
+#: Metrics loggers a backend may offer (``execution.logger``; "none" is always allowed).
+ALLOWED_LOGGERS = frozenset({"csv", "tensorboard", "mlflow"})
 #: A canonical backend name: lower case letters and digits. No "_" because Ptychodus
 #: joins library and reconstructor names with "_" (ptychodus.md), no "-" to keep one
 #: spelling per backend.
@@ -108,6 +111,16 @@ class Capabilities:
         Supported pattern sides ``N`` in pixels, sorted (e.g. ``(64, 128, 256)``).
     gridsizes : tuple of int
         Supported group sides ``g``, sorted, always including 1.
+    checkpoints : bool
+        Writes a checkpoint to ``execution.run_dir`` after every epoch and continues
+        from it with ``execution.resume``.
+    loggers : frozenset of str
+        Subset of :data:`ALLOWED_LOGGERS` it can write to ``run_dir`` (needs checkpoints'
+        run folder); ``"none"`` is always accepted.
+    data_workers : bool
+        Gathers batches in ``execution.workers`` worker processes.
+    multi_node : bool
+        Trains across ``execution.num_nodes`` > 1 machines.
     """
 
     modes: frozenset[str] = field(default_factory=lambda: frozenset({"pinn"}))
@@ -116,6 +129,10 @@ class Capabilities:
     precisions: frozenset[str] = field(default_factory=lambda: frozenset({"32"}))
     pattern_sizes: tuple[int, ...] = (64,)
     gridsizes: tuple[int, ...] = (1,)
+    checkpoints: bool = False
+    loggers: frozenset[str] = frozenset()
+    data_workers: bool = False
+    multi_node: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (("modes", ALLOWED_MODES), ("devices", ALLOWED_DEVICES),
@@ -144,6 +161,15 @@ class Capabilities:
         if 1 not in gridsizes:
             raise ValueError(f"invalid gridsizes: expected 1 among them, received gridsizes={gridsizes}")
         object.__setattr__(self, "gridsizes", gridsizes)
+        loggers = frozenset(self.loggers) if not isinstance(self.loggers, str) else None
+        if loggers is None or not loggers <= ALLOWED_LOGGERS:
+            raise ValueError(f"invalid loggers: expected a subset of {sorted(ALLOWED_LOGGERS)}, received {self.loggers!r}")
+        if loggers and not self.checkpoints:
+            raise ValueError("invalid loggers: a backend without checkpoints has no run folder to log to")
+        object.__setattr__(self, "loggers", loggers)
+        for name in ("checkpoints", "data_workers", "multi_node"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"invalid {name}: expected a bool, received {name}={getattr(self, name)!r}")
 
     def unsupported(self, config: Config, *, training: bool = True) -> list[str]:
         """Settings of ``config`` this backend cannot honour, one phrase each.
@@ -174,13 +200,25 @@ class Capabilities:
             check("execution.device", config.execution.device, self.devices)
         check("execution.precision", config.execution.precision, self.precisions)
         if training:
+            execution = config.execution
             check("training.mode", config.training.mode, self.modes)
-            if config.execution.strategy != "auto":
-                check("execution.strategy", config.execution.strategy, self.strategies)
+            if execution.strategy != "auto":
+                check("execution.strategy", execution.strategy, self.strategies)
+            if not self.checkpoints:
+                if execution.run_dir is not None:
+                    problems.append(f"execution.run_dir={execution.run_dir!r} (no checkpoints or logs)")
+                if execution.resume:
+                    problems.append("execution.resume=true (no checkpoints to resume from)")
+            elif execution.run_dir is not None and execution.logger != "none":
+                check("execution.logger", execution.logger, self.loggers | {"none"})
+            if execution.workers > 0 and not self.data_workers:
+                problems.append(f"execution.workers={execution.workers} (batches are gathered in the training process)")
+            if execution.num_nodes > 1 and not self.multi_node:
+                problems.append(f"execution.num_nodes={execution.num_nodes} (one machine only)")
         return problems
 
-    def to_dict(self) -> dict[str, list[Any]]:
-        """JSON-ready form (sorted lists)."""
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (sorted lists, bools)."""
         return {
             "modes": sorted(self.modes),
             "devices": sorted(self.devices),
@@ -188,6 +226,10 @@ class Capabilities:
             "precisions": sorted(self.precisions),
             "pattern_sizes": list(self.pattern_sizes),
             "gridsizes": list(self.gridsizes),
+            "checkpoints": self.checkpoints,
+            "loggers": sorted(self.loggers),
+            "data_workers": self.data_workers,
+            "multi_node": self.multi_node,
         }
 
 

@@ -292,10 +292,23 @@ class Backend:
         return ops
 
     def check_config(self, config: Config, *, training: bool = True) -> None:
-        """Raise ValueError if ``config`` asks for something this backend cannot do."""
+        """Raise ValueError if ``config`` asks for something this backend cannot do.
+
+        The one message names every refused key and, for each, the installed backends
+        that would honour it, so a user knows which backend to pick.
+        """
         problems = self.info.capabilities.unsupported(config, training=training)
-        if problems:
-            raise ValueError(f"backend {self.name!r} does not support {'; '.join(problems)}")
+        if not problems:
+            return
+        others = {entry.name: entry.info.capabilities.unsupported(config, training=training)
+                  for entry in self._registry.entries() if entry.ok and entry.name != self.name}
+        described = []
+        for problem in problems:
+            key = problem.split("=", 1)[0]
+            able = sorted(name for name, theirs in others.items()
+                          if not any(their.split("=", 1)[0] == key for their in theirs))
+            described.append(f"{problem}; installed backends that support it: {', '.join(able) if able else 'none'}")
+        raise ValueError(f"backend {self.name!r} does not support " + " | ".join(described))
 
     def build_model(self, config: Config, state: ModelState, weights: Mapping[str, np.ndarray]) -> BackendModel:
         """Build the network from canonical weights (``ptychopinn_build_model``).

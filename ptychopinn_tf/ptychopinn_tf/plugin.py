@@ -39,6 +39,10 @@ def ptychopinn_backend_info() -> BackendInfo:
             precisions={"32", "64"},
             pattern_sizes=(16, 32, 64, 128, 256),
             gridsizes=(1, 2),
+            checkpoints=True,
+            loggers={"csv", "tensorboard"},  # MLflow: use the pytorch backend
+            data_workers=False,  # batches are numpy gathers in the training loop
+            multi_node=False,  # MirroredStrategy is one machine
         ),
     )
 

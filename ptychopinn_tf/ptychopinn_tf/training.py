@@ -16,17 +16,22 @@ What is decided here (and mirrored in ``ptychopinn_torch.training``):
   larger by ``1 / sqrt(1 - b2**t)``, 30x at the first step), which would make the two
   backends differ wherever gradients are small; hence :class:`_KingmaBaAdam`. The
   bias corrections are computed in float64, as torch does in Python.
-- **Learning rate and stopping**: :class:`ptychopinn_core.training.schedule.PlateauSchedule` and
-  :class:`~ptychopinn_core.training.schedule.EarlyStopping`, stepped once per epoch on the
-  validation loss (the training loss without a validation split). The weights of the
-  last epoch are kept.
-- **Losses reported**: the epoch's training loss is the mean of its batch losses
-  weighted by batch size; the validation loss is the loss over all validation groups
-  (batches of ``batch_size``, weighted by size), computed after the epoch's updates.
+- **The epoch policy** (:class:`ptychopinn_core.training.policy.EpochPolicy`, shared with
+  every backend): the learning rate of each epoch (plateau schedule), early stopping,
+  ``max_seconds``, the epoch's losses (training: batch losses weighted by batch size;
+  validation: the loss over all validation groups after the epoch's updates), the
+  progress events and the metrics loggers. The weights of the last epoch are kept.
+- **Checkpoints** (``execution.run_dir``): ``run_dir/last.npz`` after every epoch, written
+  atomically, pickle-free: every trainable variable, every optimiser variable (moments,
+  step count) and the policy's state as JSON. ``execution.resume`` continues from it and
+  the loss history continues exactly (docs/backend-tensorflow.md). Metrics loggers:
+  ``csv`` (the core's, Lightning's columns) and ``tensorboard`` (``tf.summary``), in
+  ``run_dir/logs/version_k``; MLflow is not offered (capabilities).
 - **Compiled step**: one ``tf.function`` with a shape-polymorphic batch axis, so the
   last, partial batch reuses the trace. Not XLA-compiled (``jit_compile``): measured
   slower on CPU for this model (docs/backend-tensorflow.md).
-- **MirroredStrategy** (``execution.strategy = "mirrored"``): the global batch is the
+- **MirroredStrategy** (``execution.strategy = "mirrored"``, or ``"auto"`` with
+  ``execution.devices`` > 1): the global batch is the
   core's batch, split into contiguous, near-equal parts, one per replica; each replica's
   loss is its mean loss times ``B_replica / B`` and the replicas' gradients are summed,
   so the update equals the single-device update of the same batch. A replica with an
@@ -35,20 +40,28 @@ What is decided here (and mirrored in ``ptychopinn_torch.training``):
 
 from __future__ import annotations
 
-import math
-import time
+import json
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
+from ptychopinn_core.atomic import atomic_write
 from ptychopinn_core.config import Config, ExecutionConfig, TrainingConfig
-from ptychopinn_core.model.state import EpochRecord, History
-from ptychopinn_core.training.schedule import EarlyStopping, PlateauSchedule, loss_floor
+from ptychopinn_core.model.state import History
+from ptychopinn_core.progress import ProgressCallback
+from ptychopinn_core.training.data import TrainingData
+from ptychopinn_core.training.policy import EpochPolicy, MetricsLogger
+from ptychopinn_core.training.run_dir import CsvMetricsLogger, checkpoint_to_resume, new_log_version
 from ptychopinn_tf.model import PinnModel
 
-__all__ = ["train_model"]
+__all__ = ["LAST_CHECKPOINT", "train_model"]
+
+#: File name of the checkpoint written after every epoch in ``execution.run_dir``.
+LAST_CHECKPOINT = "last.npz"
+#: Format tag stored in the checkpoint, checked on resume.
+CHECKPOINT_FORMAT = "ptychopinn-tf-checkpoint/1"
 
 
 class _KingmaBaAdam(keras.optimizers.Adam):
@@ -87,12 +100,18 @@ def _make_optimizer(training: TrainingConfig) -> keras.optimizers.Optimizer:
 
 
 def _make_strategy(execution: ExecutionConfig) -> tf.distribute.Strategy | None:
-    """MirroredStrategy over the visible devices for ``strategy="mirrored"``, else None.
+    """MirroredStrategy for ``strategy="mirrored"`` (or ``"auto"`` with several devices), else None.
 
     GPUs when TensorFlow sees any and ``execution.device`` is not ``"cpu"``, else the
     (logical) CPUs; ``execution.devices`` (an int) keeps the first that many.
     """
-    if execution.strategy != "mirrored":
+    several = isinstance(execution.devices, int) and execution.devices > 1
+    if execution.strategy == "single" and several:
+        raise ValueError(
+            f"execution.strategy='single' trains on one device, received execution.devices={execution.devices}; "
+            "use strategy 'mirrored' (or 'auto') for several"
+        )
+    if execution.strategy != "mirrored" and not (execution.strategy == "auto" and several):
         return None
     kind = "GPU" if execution.device != "cpu" and tf.config.list_logical_devices("GPU") else "CPU"
     if execution.device == "gpu" and kind != "GPU":
@@ -189,7 +208,7 @@ def _batch_inputs(worker: PinnModel, data, group_ids: np.ndarray, supervised: bo
     return tuple(inputs)
 
 
-def train_model(model: PinnModel, data, config: Config, progress: ProgressCallback) -> History:
+def train_model(model: PinnModel, data: TrainingData, config: Config, progress: ProgressCallback) -> History:
     """Train ``model`` in place on the core's batches; return the per-epoch history.
 
     Parameters
@@ -201,22 +220,30 @@ def train_model(model: PinnModel, data, config: Config, progress: ProgressCallba
         The core's normalised, grouped and split data (``epoch_batches``, ``gather``).
     config : Config
         ``training`` (optimiser, epochs, schedule, loss, seed) and ``execution``
-        (``strategy``, ``devices``, ``deterministic``).
+        (``strategy``, ``devices``, ``deterministic``, ``run_dir``, ``resume``, ``logger``).
     progress : callable
         Receives a ProgressEvent after every step and every epoch.
 
     Returns
     -------
     History
-        One EpochRecord per completed epoch (fewer than ``training.epochs`` when
-        early stopping ends the run).
+        One EpochRecord per completed epoch, including those before a resume (fewer
+        than ``training.epochs`` when early stopping or ``max_seconds`` ends the run).
+
+    Raises
+    ------
+    ValueError
+        An execution setting that cannot be honoured (e.g. resume without a checkpoint).
     """
-    training = config.training
+    training, execution = config.training, config.execution
     supervised = training.mode == "supervised"
+    if supervised and data.patches is None:
+        raise ValueError("supervised training: expected ground-truth patches in the training data, received none")
+    resume_from = checkpoint_to_resume(execution, LAST_CHECKPOINT)
     tf.random.set_seed(training.seed)
-    if config.execution.deterministic:
+    if execution.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = _make_strategy(config.execution)
+    strategy = _make_strategy(execution)
     if strategy is None:
         worker = model
         scope = model.placement
@@ -225,6 +252,7 @@ def train_model(model: PinnModel, data, config: Config, progress: ProgressCallba
         with scope():
             worker = PinnModel(config, model.state, model.get_weights())
 
+    policy = EpochPolicy(data, training, progress, _loggers(execution))
     with scope():
         optimizer = _make_optimizer(training)
         if strategy is None:
@@ -235,15 +263,36 @@ def train_model(model: PinnModel, data, config: Config, progress: ProgressCallba
         else:
             train_step = _mirrored_step(worker, optimizer, strategy, supervised)
         evaluate = tf.function(worker.loss, input_signature=_signature(worker, supervised))
-        history = _fit(worker, data, training, train_step, evaluate, optimizer, supervised, progress)
+        if resume_from is not None:
+            _restore_checkpoint(resume_from, worker, optimizer, policy)
+        checkpoint = None if execution.run_dir is None else Path(execution.run_dir) / LAST_CHECKPOINT
+        _fit(worker, data, train_step, evaluate, optimizer, supervised, policy, checkpoint)
 
     if worker is not model:
         model.set_weights(worker.get_weights())
         model.state = worker.state
-    return history
+    return policy.history
 
 
-def _validation_loss(worker, data, evaluate, supervised: bool) -> float:
+def _fit(worker, data: TrainingData, train_step, evaluate, optimizer, supervised: bool, policy: EpochPolicy,
+         checkpoint: Path | None) -> None:
+    policy.start()
+    for epoch in range(policy.next_epoch, policy.n_epochs):
+        if policy.stopped:
+            break
+        optimizer.learning_rate = policy.begin_epoch(epoch)
+        for step, group_ids in enumerate(data.epoch_batches(epoch), start=1):
+            loss = train_step(*_batch_inputs(worker, data, group_ids, supervised))
+            policy.end_batch(step, float(loss), len(group_ids))
+        val_loss = _validation_loss(worker, data, evaluate, supervised) if data.n_validation else None
+        stop = policy.end_epoch(val_loss)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, worker, optimizer, policy)
+        if stop:
+            break
+
+
+def _validation_loss(worker, data: TrainingData, evaluate, supervised: bool) -> float:
     total, count = 0.0, 0
     for group_ids in data.validation_batches():
         inputs = _batch_inputs(worker, data, group_ids, supervised)
@@ -252,38 +301,70 @@ def _validation_loss(worker, data, evaluate, supervised: bool) -> float:
     return total / count
 
 
-def _fit(worker, data, training: TrainingConfig, train_step, evaluate, optimizer, supervised, progress) -> History:
-    n_epochs = training.epochs
-    floor = loss_floor(data, training)
-    schedule = PlateauSchedule.from_config(training, floor=floor)
-    stopping = EarlyStopping(patience=training.early_stopping_patience, floor=floor)
-    learning_rate = schedule.learning_rate
-    records = []
-    training_started = time.perf_counter()
-    for epoch in range(n_epochs):
-        started = time.perf_counter()
-        optimizer.learning_rate = learning_rate
-        batches = data.epoch_batches(epoch)
-        loss_sum, count = 0.0, 0
-        for step, group_ids in enumerate(batches, start=1):
-            loss = float(train_step(*_batch_inputs(worker, data, group_ids, supervised)))
-            loss_sum += loss * len(group_ids)
-            count += len(group_ids)
-            progress(ProgressEvent("batch", epoch, n_epochs, step, len(batches),
-                                   {"train_loss": loss, "learning_rate": learning_rate}))
-        train_loss = loss_sum / count
-        val_loss = _validation_loss(worker, data, evaluate, supervised) if data.n_validation else None
-        metrics = {"train_loss": train_loss, "learning_rate": learning_rate}
-        if val_loss is not None:
-            metrics["val_loss"] = val_loss
-        records.append(EpochRecord(epoch, train_loss, val_loss, learning_rate, time.perf_counter() - started))
-        progress(ProgressEvent("epoch", epoch, n_epochs, len(batches), len(batches), metrics))
-        monitored = val_loss if val_loss is not None else train_loss
-        stop = stopping.should_stop(epoch, monitored)
-        learning_rate = schedule.step(monitored)
-        out_of_time = training.max_seconds is not None and (
-            time.perf_counter() - training_started >= training.max_seconds
+# -- run folder: checkpoints and loggers -------------------------------------------------------
+
+
+def _save_checkpoint(path: Path, worker: PinnModel, optimizer, policy: EpochPolicy) -> None:
+    """Every trainable and optimiser variable plus the policy's state, atomically, no pickle."""
+    arrays = {"format": np.array(CHECKPOINT_FORMAT), "policy": np.array(json.dumps(policy.state_dict()))}
+    arrays.update({f"variable_{i}": variable.numpy() for i, variable in enumerate(worker.trainable_variables)})
+    arrays.update({f"optimizer_{i}": variable.numpy() for i, variable in enumerate(optimizer.variables)})
+    with atomic_write(path) as handle:
+        np.savez(handle, **arrays)
+
+
+def _restore_checkpoint(path: Path, worker: PinnModel, optimizer, policy: EpochPolicy) -> None:
+    with np.load(path, allow_pickle=False) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    if str(arrays.get("format", "")) != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a ptychopinn-tf checkpoint (key 'format' is not {CHECKPOINT_FORMAT!r})")
+    for prefix, variables in (("variable", worker.trainable_variables), ("optimizer", optimizer.variables)):
+        names = sorted((name for name in arrays if name.startswith(prefix + "_")), key=lambda n: int(n.split("_")[1]))
+        if len(names) != len(variables):
+            raise ValueError(
+                f"{path}: holds {len(names)} {prefix} variables, this model has {len(variables)}; "
+                "was it written for another configuration?"
+            )
+        for name, variable in zip(names, variables):
+            if arrays[name].shape != tuple(variable.shape):
+                raise ValueError(
+                    f"{path}: key {name!r} has shape {arrays[name].shape}, the model's variable "
+                    f"{variable.name!r} has {tuple(variable.shape)}; was it written for another configuration?"
+                )
+            variable.assign(arrays[name])
+    policy.load_state_dict(json.loads(str(arrays["policy"])), source=str(path))
+
+
+class _TensorBoardLogger:
+    """Epoch metrics as TensorBoard scalars, through TensorFlow's own summary writer.
+
+    ``tf.summary.write`` with the scalars plugin's metadata is what ``tf.summary.scalar``
+    does, without needing the ``tensorboard`` package (not a dependency of TensorFlow).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._writer = tf.summary.create_file_writer(str(folder))
+        plugin = tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars")
+        self._metadata = tf.compat.v1.SummaryMetadata(plugin_data=plugin).SerializeToString()
+
+    def log_metrics(self, metrics, step: int) -> None:
+        with self._writer.as_default():
+            for name, value in metrics.items():
+                if name != "epoch":
+                    tf.summary.write(name, tf.constant(value, tf.float32), step=step, metadata=self._metadata)
+
+    def save(self) -> None:
+        self._writer.flush()
+
+
+def _loggers(execution: ExecutionConfig) -> list[MetricsLogger]:
+    """The metrics logger of ``execution.logger`` in a new ``run_dir/logs/version_k``."""
+    if execution.run_dir is None or execution.logger == "none":
+        return []
+    if execution.logger not in ("csv", "tensorboard"):
+        raise ValueError(
+            f"execution.logger={execution.logger!r} is not offered by the tensorflow backend "
+            "(supported: csv, tensorboard, none)"
         )
-        if stop or out_of_time or not math.isfinite(monitored):
-            break
-    return History(tuple(records))
+    folder = new_log_version(execution.run_dir)
+    return [CsvMetricsLogger(folder) if execution.logger == "csv" else _TensorBoardLogger(folder)]

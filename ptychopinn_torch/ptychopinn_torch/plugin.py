@@ -55,6 +55,10 @@ def ptychopinn_backend_info() -> BackendInfo:
             precisions={"32", "64", "bf16-mixed"},
             pattern_sizes=(16, 32, 64, 128, 256),
             gridsizes=(1, 2),
+            checkpoints=True,
+            loggers={"csv", "tensorboard", "mlflow"},
+            data_workers=True,
+            multi_node=True,
         ),
     )
 

@@ -3,19 +3,19 @@
 What is decided where
 ---------------------
 - The core decides the numbers both backends must agree on: initial weights, the batch
-  order of every epoch (``data.epoch_batches(epoch)``), the validation batches, the
-  learning-rate plateau schedule (:class:`~ptychopinn_core.training.schedule.PlateauSchedule`)
-  and early stopping (:class:`~ptychopinn_core.training.schedule.EarlyStopping`).
-- Lightning runs the loop: devices, precision, DDP, checkpoints, loggers.
+  order of every epoch (``data.epoch_batches(epoch)``), the validation batches, and
+  everything between steps: the epoch policy
+  (:class:`~ptychopinn_core.training.policy.EpochPolicy`: learning rate per epoch, early
+  stopping, ``max_seconds``, the epoch's losses, progress events, metrics logging, and
+  the state a checkpoint keeps).
+- Lightning runs the loop: devices, precision, DDP, checkpoint files, logger objects.
 
-Per epoch ``e``: the learning rate of all parameter groups is set to the schedule's
+Per epoch ``e``: the learning rate of all parameter groups is set to the policy's
 value; every batch of ``data.epoch_batches(e)`` is gathered (``data.gather``, plus
 ``data.gather_truth`` in supervised mode) and takes one Adam step
 (``Adam(lr, (beta1, beta2), eps=adam_epsilon)``, eps explicit); then the validation
-loss over ``data.validation_batches()``. The epoch's train loss is the mean of its
-batch losses weighted by batch size, the validation loss the mean over validation
-groups (batch losses weighted by batch size); the monitored loss (validation, or train
-without a validation split) steps the schedule and the early stopping.
+loss over ``data.validation_batches()`` (batch losses weighted by batch size), and the
+policy closes the epoch.
 
 Distributed (DDP): every rank takes ``ids[rank::world_size]`` of each global batch, and
 its loss is weighted by ``n_local * world_size / n_global`` before the backward pass;
@@ -23,8 +23,8 @@ DDP averages gradients over ranks, so the update is the gradient of the global b
 mean loss, as in one process. Reported losses are reduced over ranks.
 
 Checkpoints: with ``execution.run_dir`` set, ``run_dir/last.ckpt`` is written after
-every epoch (:class:`EpochCheckpoint`) (weights, optimiser, loop counters, and the history, schedule and early
-stopping state via ``on_save_checkpoint``); ``execution.resume`` continues from it
+every epoch (:class:`EpochCheckpoint`): weights, optimiser, loop counters, and the
+policy's state via ``on_save_checkpoint``; ``execution.resume`` continues from it
 (loaded with ``weights_only=True``) and the returned History holds the earlier epochs
 too.
 """
@@ -36,7 +36,6 @@ import importlib.util
 import logging
 import math
 import os
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,20 +49,19 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ptychopinn_core.backends.contract import ProgressCallback, ProgressEvent
-from ptychopinn_core.config import Config, ExecutionConfig
-from ptychopinn_core.model.state import EpochRecord, History
-from ptychopinn_core.training.schedule import EarlyStopping, PlateauSchedule, loss_floor
+from ptychopinn_core.config import Config, ExecutionConfig, TrainingConfig
+from ptychopinn_core.model.state import History
+from ptychopinn_core.progress import ProgressCallback, ProgressEvent
 from ptychopinn_core.training.data import TrainingData
+from ptychopinn_core.training.policy import EpochPolicy, MetricsLogger
+from ptychopinn_core.training.run_dir import LOG_FOLDER, checkpoint_to_resume
 from ptychopinn_torch.model import PinnModel
 
 __all__ = ["train_model"]
 
 #: File name of the checkpoint written after every epoch in ``execution.run_dir``.
 LAST_CHECKPOINT = "last.ckpt"
-#: Sub-folder of ``execution.run_dir`` holding the metrics loggers' files.
-LOG_FOLDER = "logs"
-#: Key of the PtychoPINN state (history, schedule, early stopping) in a checkpoint.
+#: Key of the epoch policy's state (history, schedule, early stopping) in a checkpoint.
 CHECKPOINT_KEY = "ptychopinn"
 #: Lightning precision names of ``execution.precision``.
 PRECISIONS = {"32": "32-true", "64": "64-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
@@ -181,70 +179,31 @@ class PinnSystem(L.LightningModule):
     """The training system around a :class:`~ptychopinn_torch.model.PinnModel`.
 
     The network and the physics live in ``model.module`` (registered here as
-    ``self.pinn``); this class holds what training adds: the optimiser, the core's
-    schedule and early stopping, the per-epoch history and the progress reports.
+    ``self.pinn``); this class adds the optimiser, the Lightning hooks that call the
+    core's :class:`~ptychopinn_core.training.policy.EpochPolicy`, and the reduction of
+    losses over ranks.
 
     Parameters
     ----------
     model : PinnModel
         Trained in place.
+    data : TrainingData
+    training : TrainingConfig
     progress : callable
         Receives :class:`~ptychopinn_core.backends.ProgressEvent` (global rank 0 only).
-    learning_rate, adam_beta1, adam_beta2, adam_epsilon : float
-        Adam's settings (``training.*``).
-    lr_plateau_factor : float
-    lr_plateau_patience : int
-    min_learning_rate : float
-    early_stopping_patience : int or None
-    loss_floor : float
-        The monitored loss's floor (:func:`ptychopinn_core.training.schedule.loss_floor`): plateaus
-        and early stopping measure improvements relative to ``loss - loss_floor``.
-    max_seconds : float or None
-        Stop at the first epoch end after this many seconds of training (rank 0's clock).
-    n_epochs : int
-        Planned epochs (``training.epochs``).
-    steps_per_epoch : int
-        Global batches per epoch.
-    has_validation : bool
-        Whether there is a validation split.
+    loggers : list
+        Lightning loggers; the policy writes one row of metrics to each per epoch.
     """
 
-    def __init__(
-        self,
-        model: PinnModel,
-        progress: ProgressCallback,
-        *,
-        learning_rate: float,
-        adam_beta1: float,
-        adam_beta2: float,
-        adam_epsilon: float,
-        lr_plateau_factor: float,
-        lr_plateau_patience: int,
-        min_learning_rate: float,
-        early_stopping_patience: int | None,
-        loss_floor: float,
-        max_seconds: float | None,
-        n_epochs: int,
-        steps_per_epoch: int,
-        has_validation: bool,
-    ) -> None:
+    def __init__(self, model: PinnModel, data: TrainingData, training: TrainingConfig,
+                 progress: ProgressCallback, loggers: list[MetricsLogger]) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model", "progress"])
         self.pinn_model = model
         self.pinn = model.module
+        self.training = training
         self._progress = progress
-        self.schedule = PlateauSchedule(
-            learning_rate=learning_rate,
-            factor=lr_plateau_factor,
-            patience=lr_plateau_patience,
-            min_learning_rate=min(min_learning_rate, learning_rate),
-            floor=loss_floor,
-        )
-        self.early_stopping = EarlyStopping(patience=early_stopping_patience, floor=loss_floor)
-        self.history: list[EpochRecord] = []
-        self.stopped = False  # early stopping fired (kept across a resume)
+        self.policy = EpochPolicy(data, training, self._report, loggers)
         self._skip_epoch = False
-        self._training_started = time.perf_counter()
         self._reset_epoch()
 
     # -- steps ----------------------------------------------------------------------------
@@ -252,10 +211,8 @@ class PinnSystem(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, n_local = self._common_step(batch, "train")
         n_global = batch["n_global"]
-        batch_loss = self._global_mean(loss.detach(), n_local, n_global)
-        self._train_sum += batch_loss * n_global
-        self._train_count += n_global
-        self._batch_loss = batch_loss
+        self._batch_loss = self._global_mean(loss.detach(), n_local, n_global)
+        self._batch_groups = n_global
         weight = n_local * self.trainer.world_size / n_global
         return loss if weight == 1 else loss * weight
 
@@ -284,93 +241,44 @@ class PinnSystem(L.LightningModule):
         weighted = local_loss.to(torch.float64) * n_local
         return float(self.trainer.strategy.reduce(weighted, reduce_op="sum")) / n_global
 
-    # -- hooks ----------------------------------------------------------------------------
+    # -- hooks: the policy around Lightning's loop ---------------------------------------
 
     def on_train_start(self) -> None:
-        self._training_started = time.perf_counter()  # the budget counts this run (also a resumed one)
-
-    def _out_of_time(self) -> bool:
-        """Whether ``max_seconds`` has passed, decided by rank 0 so every rank stops together."""
-        budget = self.hparams.max_seconds
-        if budget is None:
-            return False
-        out_of_time = time.perf_counter() - self._training_started >= budget
-        return bool(self.trainer.strategy.broadcast(out_of_time, src=0))
+        self.policy.start()  # the time budget counts this run (also a resumed one)
 
     def on_train_epoch_start(self) -> None:
         self._reset_epoch()
-        self._skip_epoch = self.stopped
-        if self.stopped:  # resumed after early stopping: nothing left to do
+        self._skip_epoch = self.policy.stopped
+        if self.policy.stopped:  # resumed after early stopping: nothing left to do
             self.trainer.should_stop = True
             return
+        learning_rate = self.policy.begin_epoch(self.current_epoch)
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
-                group["lr"] = self.schedule.learning_rate
-        self._epoch_learning_rate = self.schedule.learning_rate
+                group["lr"] = learning_rate
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
         return -1 if self._skip_epoch else None  # -1 ends the epoch at once (Lightning)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._report(ProgressEvent(
-            stage="batch",
-            epoch=self.current_epoch,
-            n_epochs=self.hparams.n_epochs,
-            step=batch_idx + 1,
-            n_steps=self.hparams.steps_per_epoch,
-            metrics={"train_loss": self._batch_loss, "learning_rate": self._epoch_learning_rate},
-        ))
+        self.policy.end_batch(batch_idx + 1, self._batch_loss, self._batch_groups)
 
     def on_train_epoch_end(self) -> None:
-        if self._skip_epoch or self._train_count == 0:
+        if self._skip_epoch:
             return
-        epoch = self.current_epoch
-        train_loss = self._train_sum / self._train_count
         val_loss = None
-        if self.hparams.has_validation:
+        if self.policy.has_validation:
             sums = torch.tensor([self._val_sum, float(self._val_count)], dtype=torch.float64, device=self.device)
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
             val_loss = float(sums[0]) / float(sums[1])
-        record = EpochRecord(
-            epoch=epoch,
-            train_loss=train_loss,
-            val_loss=val_loss,
-            learning_rate=self._epoch_learning_rate,
-            seconds=time.perf_counter() - self._epoch_started,
-        )
-        self.history.append(record)
-        monitored = val_loss if val_loss is not None else train_loss
-        self.schedule.step(monitored)
-        if self.early_stopping.should_stop(epoch, monitored):
-            self.stopped = True
+        stop = self.policy.end_epoch(val_loss)
+        # Every rank has the same losses; rank 0's clock decides the time budget for all.
+        if bool(self.trainer.strategy.broadcast(stop, src=0)):
             self.trainer.should_stop = True
-        if self._out_of_time():  # not `stopped`: a resumed run gets a fresh budget
-            self.trainer.should_stop = True
-        metrics = {"train_loss": train_loss, "learning_rate": record.learning_rate}
-        if val_loss is not None:
-            metrics["val_loss"] = val_loss
-        for logger in self.loggers:
-            logger.log_metrics({**metrics, "epoch": epoch, "seconds": record.seconds}, step=epoch)
-            logger.save()
-        self._report(ProgressEvent(
-            stage="epoch",
-            epoch=epoch,
-            n_epochs=self.hparams.n_epochs,
-            step=self.hparams.steps_per_epoch,
-            n_steps=self.hparams.steps_per_epoch,
-            metrics=metrics,
-        ))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Plain Python values only: the checkpoint is read back with weights_only=True.
-        checkpoint[CHECKPOINT_KEY] = {
-            "history": [record.to_json() for record in self.history],
-            "schedule": {"learning_rate": self.schedule.learning_rate, "best": self.schedule.best,
-                         "wait": self.schedule.wait},
-            "early_stopping": {"best": self.early_stopping.best, "best_epoch": self.early_stopping.best_epoch,
-                               "wait": self.early_stopping.wait, "history": list(self.early_stopping.history)},
-            "stopped": self.stopped,
-        }
+        checkpoint[CHECKPOINT_KEY] = self.policy.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get(CHECKPOINT_KEY)
@@ -379,31 +287,24 @@ class PinnSystem(L.LightningModule):
                 f"invalid checkpoint: expected the key {CHECKPOINT_KEY!r} written by ptychopinn-torch, "
                 "received a checkpoint without it"
             )
-        self.history = [EpochRecord.from_json(record) for record in saved["history"]]
-        for name, value in saved["schedule"].items():
-            setattr(self.schedule, name, value)
-        for name, value in saved["early_stopping"].items():
-            setattr(self.early_stopping, name, list(value) if name == "history" else value)
-        self.stopped = bool(saved["stopped"])
+        self.policy.load_state_dict(saved)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        training = self.training
         return torch.optim.Adam(
             [parameter for parameter in self.pinn.parameters() if parameter.requires_grad],
-            lr=self.hparams.learning_rate,
-            betas=(self.hparams.adam_beta1, self.hparams.adam_beta2),
-            eps=self.hparams.adam_epsilon,  # explicit: torch's default (1e-8) is not Keras' (1e-7)
+            lr=training.learning_rate,
+            betas=(training.adam_beta1, training.adam_beta2),
+            eps=training.adam_epsilon,  # explicit: torch's default (1e-8) is not Keras' (1e-7)
         )
 
     # -- helpers --------------------------------------------------------------------------
 
     def _reset_epoch(self) -> None:
-        self._train_sum = 0.0
-        self._train_count = 0
         self._val_sum = 0.0
         self._val_count = 0
         self._batch_loss = math.nan
-        self._epoch_learning_rate = self.schedule.learning_rate
-        self._epoch_started = time.perf_counter()
+        self._batch_groups = 0
 
     def _report(self, event: ProgressEvent) -> None:
         if self.trainer.is_global_zero:
@@ -448,24 +349,9 @@ def train_model(model: PinnModel, data: TrainingData, config: Config, progress: 
     training, execution = config.training, config.execution
     if training.mode == "supervised" and data.patches is None:
         raise ValueError("supervised training: expected ground-truth patches in the training data, received none")
-    checkpoint_path = _checkpoint_to_resume(execution)
-    system = PinnSystem(
-        model,
-        progress,
-        learning_rate=training.learning_rate,
-        adam_beta1=training.adam_beta1,
-        adam_beta2=training.adam_beta2,
-        adam_epsilon=training.adam_epsilon,
-        lr_plateau_factor=training.lr_plateau_factor,
-        lr_plateau_patience=training.lr_plateau_patience,
-        min_learning_rate=training.min_learning_rate,
-        early_stopping_patience=training.early_stopping_patience,
-        loss_floor=loss_floor(data, training),
-        max_seconds=training.max_seconds,
-        n_epochs=training.epochs,
-        steps_per_epoch=data.steps_per_epoch,
-        has_validation=data.n_validation > 0,
-    )
+    checkpoint_path = checkpoint_to_resume(execution, LAST_CHECKPOINT)
+    loggers = _loggers(execution)
+    system = PinnSystem(model, data, training, progress, loggers or [])
     datamodule = TrainingDataModule(data, with_truth=training.mode == "supervised", workers=execution.workers)
     with _lightning_quiet():
         L.seed_everything(training.seed, verbose=False)
@@ -474,7 +360,7 @@ def train_model(model: PinnModel, data: TrainingData, config: Config, progress: 
             precision=PRECISIONS[execution.precision],
             deterministic=execution.deterministic,
             max_epochs=training.epochs,
-            logger=_loggers(execution),
+            logger=loggers,
             callbacks=_callbacks(execution),
             enable_checkpointing=execution.run_dir is not None,
             enable_progress_bar=False,
@@ -486,25 +372,12 @@ def train_model(model: PinnModel, data: TrainingData, config: Config, progress: 
             default_root_dir=execution.run_dir,
         )
         try:
-            trainer.fit(system, datamodule=datamodule, ckpt_path=checkpoint_path, weights_only=True)
+            ckpt_path = None if checkpoint_path is None else str(checkpoint_path)
+            trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         finally:  # also when a progress callback stops training by raising
             model.module.to(model.device)  # Lightning's teardown leaves the module on the CPU
             model.module.eval()
-    return History(tuple(system.history))
-
-
-def _checkpoint_to_resume(execution: ExecutionConfig) -> str | None:
-    if not execution.resume:
-        return None
-    if execution.run_dir is None:
-        raise ValueError("execution.resume=true needs execution.run_dir (the folder holding last.ckpt), received none")
-    path = Path(execution.run_dir) / LAST_CHECKPOINT
-    if not path.is_file():
-        raise ValueError(
-            f"execution.resume=true: expected a checkpoint {path}, found none; "
-            "unset execution.resume to start a new run"
-        )
-    return str(path)
+    return system.policy.history
 
 
 def _distribution_settings(execution: ExecutionConfig, mode: str, model: PinnModel) -> dict[str, Any]:

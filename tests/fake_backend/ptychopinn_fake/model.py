@@ -14,21 +14,20 @@ parameters per channel only, the head biases ``b_a = head_amplitude.bias`` and
 It ignores its input: the least a model can be while still being trained through the
 real physics. Training minimises the core's ``pinn_loss`` over the ``2 C`` head biases
 with Adam; the gradient is a central finite difference in float64, so a few steps
-really do lower the loss. Everything else (the other weights, early stopping, the
-learning-rate schedule) is held but not used.
+really do lower the loss, around the core's epoch policy (schedule, early stopping, time
+budget), as every backend's loop is. The other weights are held but not used.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 
 import numpy as np
 
-from ptychopinn_core.backends import ForwardResult, ProgressEvent
+from ptychopinn_core.backends import ForwardResult
 from ptychopinn_core.model.parameters import effective_intensity_scale, parameter_specs, validate_weights
-from ptychopinn_core.model.state import EpochRecord, History
+from ptychopinn_core.model.state import History
 from ptychopinn_core.physics import (
     amplitude_mae,
     enforce_overlap,
@@ -42,6 +41,7 @@ from ptychopinn_core.physics import (
     translate,
 )
 from ptychopinn_core.model.inputs import check_model_inputs
+from ptychopinn_core.training.policy import EpochPolicy
 
 __all__ = ["ConstantPatchModel", "NumpyPhysicsOps", "train"]
 
@@ -176,7 +176,7 @@ def _gradient(theta, loss_of) -> np.ndarray:
 
 
 def train(model: ConstantPatchModel, data, config, progress) -> History:
-    """Adam on the head biases over the core's batches; one EpochRecord per epoch."""
+    """Adam on the head biases over the core's batches, around the core's epoch policy."""
     training = config.training
     if training.mode != "pinn":
         raise ValueError(f"numpyfake supports training.mode='pinn' only, received {training.mode!r}")
@@ -185,21 +185,17 @@ def train(model: ConstantPatchModel, data, config, progress) -> History:
     theta = model.head_biases()
     first_moment = np.zeros_like(theta)
     second_moment = np.zeros_like(theta)
-    learning_rate = training.learning_rate
-    n_epochs = training.epochs
     n_updates = 0
-    records = []
+    policy = EpochPolicy(data, training, progress)
 
     def loss_on(group_ids, parameters):
         diffraction, offsets_xy = data.gather(group_ids)
         return _batch_loss(parameters, probe, diffraction, offsets_xy, scale, training)
 
-    training_started = time.perf_counter()
-    for epoch in range(n_epochs):
-        started = time.perf_counter()
-        batches = data.epoch_batches(epoch)
-        batch_losses = []
-        for step, group_ids in enumerate(batches, start=1):
+    policy.start()
+    for epoch in range(training.epochs):
+        learning_rate = policy.begin_epoch(epoch)
+        for step, group_ids in enumerate(data.epoch_batches(epoch), start=1):
             loss = loss_on(group_ids, theta)
             gradient = _gradient(theta, lambda parameters: loss_on(group_ids, parameters))
             n_updates += 1
@@ -209,18 +205,8 @@ def train(model: ConstantPatchModel, data, config, progress) -> History:
             corrected_second = second_moment / (1 - training.adam_beta2**n_updates)
             theta = theta - learning_rate * corrected_first / (np.sqrt(corrected_second) + training.adam_epsilon)
             model.set_head_biases(theta)
-            batch_losses.append(loss)
-            progress(ProgressEvent("batch", epoch, n_epochs, step, len(batches),
-                                   {"train_loss": loss, "learning_rate": learning_rate}))
-        train_loss = float(np.mean(batch_losses)) if batch_losses else float("nan")
-        val_loss = None
-        if len(data.validation_groups):
-            val_loss = loss_on(data.validation_groups, theta)
-        metrics = {"train_loss": train_loss, "learning_rate": learning_rate}
-        if val_loss is not None:
-            metrics["val_loss"] = val_loss
-        records.append(EpochRecord(epoch, train_loss, val_loss, learning_rate, time.perf_counter() - started))
-        progress(ProgressEvent("epoch", epoch, n_epochs, len(batches), len(batches), metrics))
-        if training.max_seconds is not None and time.perf_counter() - training_started >= training.max_seconds:
+            policy.end_batch(step, loss, len(group_ids))
+        val_loss = loss_on(data.validation_groups, theta) if len(data.validation_groups) else None
+        if policy.end_epoch(val_loss):
             break
-    return History(tuple(records))
+    return policy.history
