@@ -22,7 +22,7 @@ from conftest import FAKE_BACKEND_ROOT, pythonpath_env
 from ptychopinn_core.backends import BackendRegistry
 from ptychopinn_core.config import Config
 from ptychopinn_core.data import write_scan
-from ptychopinn_core.parity import PARITY_TOLERANCES, ParityCase, parity_cases, run_parity
+from ptychopinn_core.parity import TOLERANCES, ParityCase, parity_cases, run_parity
 from ptychopinn_core.simulation.scan import make_demo_scan
 
 _REGISTRY = BackendRegistry.discover()
@@ -87,7 +87,7 @@ def test_refinement_is_the_same(report, precision):
 def test_forward_pass_is_the_same(report, gridsize, precision):
     checks = _checks(report, "forward", f"gridsize {gridsize}, pinn, {precision}")
     assert {check.quantity for check in checks} == {"patches", "amplitude"}
-    assert all(check.tolerance == PARITY_TOLERANCES[f"forward:{precision[-2:]}"].relative for check in checks)
+    assert all(check.tolerance == TOLERANCES[f"forward:{precision[-2:]}"].relative for check in checks)
     _assert_within(checks)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from ptychopinn_core.config import Config, ConfigError
 from ptychopinn_core.physics import extract_patches, normalise_probe
-from ptychopinn_core.physics.checks import relative_error
+from ptychopinn_core.parity.tolerances import relative_error
 from ptychopinn_core.refine import (
     NumpyRefiner,
     RefineProblem,

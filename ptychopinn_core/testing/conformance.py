@@ -54,14 +54,8 @@ from ptychopinn_core.model.parameters import (
 )
 from ptychopinn_core.model.state import History
 from ptychopinn_core.physics import far_field, illuminate, pinn_loss, supervised_mae
-from ptychopinn_core.physics.checks import (
-    CONFORMANCE_SEED,
-    PHYSICS_OPS,
-    TOLERANCES,
-    Tolerance,
-    physics_case,
-    relative_error,
-)
+from ptychopinn_core.parity.cases import CONFORMANCE_SEED, PHYSICS_OPS, physics_case
+from ptychopinn_core.parity.tolerances import TOLERANCES, Tolerance, relative_error
 from ptychopinn_core.simulation.scan import make_demo_scan
 
 __all__ = [

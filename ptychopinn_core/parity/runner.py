@@ -2,12 +2,13 @@
 
 The two backends are worth having side by side only because they agree. This module
 measures how closely, level by level (design.md §7), and says which tolerance each
-number is held to and why (:data:`PARITY_TOLERANCES`):
+number is held to and why (:data:`~ptychopinn_core.parity.tolerances.TOLERANCES`, the
+one table of tolerances):
 
 ``physics``
     Each backend's physics steps (:class:`~ptychopinn_core.backends.PhysicsOps`) against
-    the numpy reference, float32 in, float64 reference, held to the conformance kit's
-    tolerances (:data:`ptychopinn_core.physics.checks.TOLERANCES`, 1e-6).
+    the numpy reference, float32 in, float64 reference, on the conformance kit's cases
+    (:mod:`ptychopinn_core.parity.cases`) and held to the same tolerances (1e-6).
 ``forward``
     Patches and predicted amplitude of one batch, backend against backend, from the
     same canonical weights; in float32 and in float64 (``execution.precision="64"``).
@@ -43,7 +44,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,65 +54,16 @@ from ptychopinn_core.config import Config
 from ptychopinn_core.data.scan import ScanData
 from ptychopinn_core.model.bundle import ModelBundle, read_bundle, write_bundle
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
-from ptychopinn_core.physics.checks import PHYSICS_OPS, TOLERANCES, Tolerance, physics_case, relative_error
 from ptychopinn_core.model.inputs import prepare_model_state
+from ptychopinn_core.parity.cases import PHYSICS_OPS, physics_case
+from ptychopinn_core.parity.report import ParityReport
+from ptychopinn_core.parity.tolerances import TOLERANCES, relative_error
 from ptychopinn_core.training.data import prepare_training_data
 
-__all__ = [
-    "PARITY_TOLERANCES",
-    "ParityCase",
-    "ParityCheck",
-    "ParityReport",
-    "parity_cases",
-    "run_parity",
-]
+__all__ = ["BATCH_GROUPS", "ParityCase", "parity_cases", "run_parity"]
 
 #: Groups in the batch that the forward, loss and gradient levels compare.
 BATCH_GROUPS = 8
-
-
-#: Every tolerance of the parity report, in one place. Errors are norm-wise relative
-#: (``||a - b|| / ||b||``), the loss curve's the largest per-step ``|a - b| / |b|``.
-PARITY_TOLERANCES: Mapping[str, Tolerance] = {
-    "forward:32": Tolerance(
-        1e-5, "float32 rounding through ~10 convolutions, bilinear shifts and an FFT (design.md §7)"
-    ),
-    "forward:64": Tolerance(1e-10, "the same chain in float64: eps 1e-16 times the same growth"),
-    "loss:32": Tolerance(1e-4, "a mean over B*C*N*N pixels, reduced in another order by each framework"),
-    "loss:64": Tolerance(1e-10, "the same mean in float64"),
-    "gradients:32": Tolerance(
-        None,
-        "reported only: a pre-activation within float32 rounding of a ReLU kink takes either "
-        "side in each framework, so one element's gradient is routed or not (docs/parity.md)",
-    ),
-    "gradients:64": Tolerance(
-        1e-8,
-        "every parameter in float64; nearly-cancelling sums (e.g. the phase-head bias, whose "
-        "gradient vanishes for a constant phase) amplify eps 1e-16 by up to ~1e5",
-    ),
-    "training:32": Tolerance(
-        1e-3, "loss curves of the first steps: float32 differences (and kink flips) grow step by step"
-    ),
-    "training:64": Tolerance(
-        1e-4,
-        "the same steps in float64: early training amplifies any difference ~5x per step (a 1e-7 "
-        "change of the initial weights within ONE backend moves step 15 by 5e-6), so 1e-16 grows too",
-    ),
-    "reconstruction": Tolerance(
-        1e-4, "one bundle run by two backends: the float32 forward difference, stitched"
-    ),
-    "refinement:32": Tolerance(
-        1e-4,
-        "the refined object after 10 iterations in float32: Adam divides every step by the "
-        "root of its second moment, so rounding differences are carried, not damped",
-    ),
-    "refinement:64": Tolerance(1e-8, "the same iterations in float64"),
-    "quality": Tolerance(
-        0.02,
-        "SSIM (amplitude, phase) of each backend's own short training against the truth: "
-        "absolute difference, the trajectories having drifted apart by float32 rounding",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -129,106 +81,6 @@ class ParityCase:
 def parity_cases(gridsizes: Iterable[int] = (1, 2), modes: Iterable[str] = ("pinn", "supervised")) -> list[ParityCase]:
     """Every combination of ``gridsizes`` and ``modes``."""
     return [ParityCase(gridsize, mode) for gridsize in gridsizes for mode in modes]
-
-
-@dataclass(frozen=True)
-class ParityCheck:
-    """One number of the report.
-
-    Attributes
-    ----------
-    level : str
-        ``physics``, ``forward``, ``loss``, ``gradients``, ``training``,
-        ``reconstruction`` or ``quality``.
-    quantity : str
-        What was compared (``"amplitude"``, ``"all parameters"``, ``"loss curve"``...).
-    case : str
-        The configuration (``"gridsize 2, pinn, float64"``).
-    compared : str
-        ``"pytorch vs tensorflow"`` or ``"tensorflow vs numpy"``.
-    error : float
-    tolerance : float or None
-        None: reported, not held.
-    """
-
-    level: str
-    quantity: str
-    case: str
-    compared: str
-    error: float
-    tolerance: float | None
-
-    @property
-    def passed(self) -> bool | None:
-        """True/False against the tolerance; None when there is none."""
-        if self.tolerance is None:
-            return None
-        return bool(np.isfinite(self.error) and self.error <= self.tolerance)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "level": self.level,
-            "quantity": self.quantity,
-            "case": self.case,
-            "compared": self.compared,
-            "error": _finite_or_none(self.error),
-            "tolerance": self.tolerance,
-            "passed": self.passed,
-        }
-
-
-@dataclass
-class ParityReport:
-    """All checks, the loss curves, per-backend timings and what was run."""
-
-    backends: list[str]
-    settings: dict[str, Any]
-    checks: list[ParityCheck] = field(default_factory=list)
-    #: case label -> backend -> per-step training losses
-    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    #: backend -> level -> seconds
-    timings: dict[str, dict[str, float]] = field(default_factory=dict)
-    #: case label -> name -> 2-D float array (difference maps for --plots)
-    maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        """Every held check passed (reported-only checks do not count)."""
-        return all(check.passed is not False for check in self.checks)
-
-    @property
-    def failures(self) -> list[ParityCheck]:
-        return [check for check in self.checks if check.passed is False]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "backends": self.backends,
-            "settings": self.settings,
-            "tolerances": {
-                key: {"relative": value.relative, "reason": value.reason} for key, value in PARITY_TOLERANCES.items()
-            },
-            "checks": [check.to_json() for check in self.checks],
-            "curves": self.curves,
-            "timings": {name: {k: round(v, 4) for k, v in levels.items()} for name, levels in self.timings.items()},
-            "notes": self.notes,
-        }
-
-    def _add(self, level: str, quantity: str, case: str, compared: str, error: float,
-             tolerance: str | Tolerance) -> None:
-        """Record a check held to ``tolerance`` (a :data:`PARITY_TOLERANCES` key or a Tolerance)."""
-        if isinstance(tolerance, str):
-            tolerance = PARITY_TOLERANCES[tolerance]
-        self.checks.append(ParityCheck(level, quantity, case, compared, float(error), tolerance.relative))
-
-    def _time(self, backend: str, level: str, seconds: float) -> None:
-        levels = self.timings.setdefault(backend, {})
-        levels[level] = levels.get(level, 0.0) + seconds
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
 
 
 def _precision_name(precision: str) -> str:
