@@ -60,6 +60,7 @@ from ptychopinn_core.backends.contract import (
     ProgressEvent,
     Refiner,
 )
+from ptychopinn_core.backends.framework import import_framework
 from ptychopinn_core.backends.hookspec import HOOK_NAMES, PROJECT_NAME, BackendHookSpec
 
 if TYPE_CHECKING:
@@ -384,6 +385,9 @@ class Backend:
         return refiner
 
     def _call(self, hook_name: str, **kwargs: Any) -> Any:
+        # The first hook that works imports the framework; its native start-up lines are
+        # filtered there (backends/framework.py). A no-op once the modules are imported.
+        import_framework(self.info.framework_distributions)
         result = self._registry._call_one(self._plugin, hook_name, **kwargs)
         if result is None:
             raise TypeError(
