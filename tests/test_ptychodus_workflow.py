@@ -77,15 +77,14 @@ from ptychodus.api.product import Product  # noqa: E402
 from ptychodus.api.reconstruct import ReconstructInput, prepare_reconstruct_input  # noqa: E402
 from ptychodus.api.settings import SettingsRegistry  # noqa: E402
 
-from ptychopinn_core.ptychodus.convert import (  # noqa: E402
+from ptychopinn_core.data.importers.ptychodus_product import (  # noqa: E402
     META_MEAN_COUNTS,
     amplitudes_from_counts,
-    positions_to_metres,
     positions_to_object_px,
     probe_centre_offset_px,
-    ptychodus_inputs_from_scan,
     scan_from_reconstruct_input,
 )
+from ptychopinn_core.ptychodus.convert import positions_to_metres, ptychodus_inputs_from_scan  # noqa: E402
 from ptychopinn_core.ptychodus.library import build_libraries, library_name  # noqa: E402
 from ptychopinn_core.ptychodus.reconstructor import TRAINING_DATA_FILE, reconstructor_key  # noqa: E402
 from ptychopinn_core.ptychodus.settings import PINNSettings  # noqa: E402

@@ -7,7 +7,9 @@ Every installed PtychoPINN backend (TensorFlow, PyTorch, ...) becomes one Ptycho
 Modules
 -------
 convert
-    Ptychodus data (counts, metres, ``Product``) to and from the canonical scan.
+    Our results as Ptychodus objects (the output ``Product``, losses) and a canonical
+    scan as Ptychodus input. The way in (counts, metres, ``Product`` to the canonical
+    scan) is the data layer's, :mod:`ptychopinn_core.data.importers.ptychodus_product`.
 settings
     The settings group each library registers in Ptychodus' ``SettingsRegistry``.
 reconstructor

@@ -4,7 +4,8 @@ It implements Ptychodus 1.7's ``TrainableReconstructor`` on top of the core's wo
 (:func:`ptychopinn_core.workflow.train`, :func:`~ptychopinn_core.workflow.reconstruct`),
 so Ptychodus trains and reconstructs exactly as ``ptychopinn train``/``infer`` do:
 
-- **reconstruct**: converts the input (:mod:`ptychopinn_core.ptychodus.convert`),
+- **reconstruct**: converts the input
+  (:mod:`ptychopinn_core.data.importers.ptychodus_product`),
   predicts every position with the loaded model and stitches the patches onto the
   INPUT object's grid, then refines that object (and, with ``RefineProbe``, the probe)
   against the measured patterns (:func:`ptychopinn_core.workflow.refine`, the
@@ -62,12 +63,8 @@ from ptychopinn_core.model.bundle import ModelBundle, read_bundle, write_bundle
 from ptychopinn_core.physics.probe_model import circular_probe_mask
 from ptychopinn_core.physics.stitching import ObjectFrame
 from ptychopinn_core.reconstruction import Reconstruction
-from ptychopinn_core.ptychodus.convert import (
-    losses_from_history,
-    mean_counts_per_pattern,
-    output_product,
-    scan_from_reconstruct_input,
-)
+from ptychopinn_core.data.importers.ptychodus_product import scan_from_reconstruct_input
+from ptychopinn_core.ptychodus.convert import losses_from_history, mean_counts_per_pattern, output_product
 from ptychopinn_core.ptychodus.settings import PINNSettings
 
 __all__ = [

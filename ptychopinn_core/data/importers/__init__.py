@@ -1,8 +1,10 @@
 """Importers of foreign scan formats into the canonical NPZ (``ptychopinn convert``).
 
-One module per format (:mod:`.tike`, :mod:`.ptychodus_h5`, :mod:`.legacy`), the shared
-convention decisions (:mod:`.conventions`: FFT order, counts, object frame, the import
-record in ``meta["import"]``) and the table of importers that picks the one for a file
+One module per format (:mod:`.tike`, :mod:`.ptychodus_h5`, :mod:`.legacy`), the
+conversion of a Ptychodus product and its patterns (:mod:`.ptychodus_product`, shared
+with the Ptychodus reconstructor adapter), the shared convention decisions
+(:mod:`.conventions`: FFT order, counts, object frame, the import record in
+``meta["import"]``) and the table of importers that picks the one for a file
 (:mod:`.dispatch`: :data:`IMPORTERS`, :func:`detect_format`, :func:`import_scan`). See
 ``docs/data-contract.md`` (section "Converting foreign scans") and ``docs/real-data.md``.
 

@@ -15,7 +15,7 @@ product). Both files are read with Ptychodus' own readers
 (``load_diffraction_data``, ``load_product``), patterns and positions are paired by
 scan index with Ptychodus' ``prepare_reconstruct_input``, and the result is converted
 exactly as the Ptychodus reconstructor adapter converts its input
-(:func:`ptychopinn_core.ptychodus.convert.scan_from_reconstruct_input`): counts ->
+(:func:`~ptychopinn_core.data.importers.ptychodus_product.scan_from_reconstruct_input`): counts ->
 ``sqrt`` (bad pixels zeroed), metres -> object pixels through the product's object
 geometry (+ ``N//2 - (N-1)/2`` px, the window-centre convention), probe mode 0 without
 OPR, object layer 0 as ``objectGuess`` (its grid is the object frame).
@@ -38,6 +38,10 @@ from ptychopinn_core.data.importers.conventions import (
     META_OBJECT_ROLE,
     ImportRecord,
     resolve_fft_order,
+)
+from ptychopinn_core.data.importers.ptychodus_product import (
+    probe_centre_offset_px,
+    scan_from_reconstruct_input,
 )
 from ptychopinn_core.data.scan import ScanData
 
@@ -136,11 +140,6 @@ def read_ptychodus(
     try:
         from ptychodus.api.io import load_diffraction_data, load_product
         from ptychodus.api.reconstruct import ReconstructInput, prepare_reconstruct_input
-
-        from ptychopinn_core.ptychodus.convert import (
-            probe_centre_offset_px,
-            scan_from_reconstruct_input,
-        )
     except ImportError as error:
         raise ImportError(f"{_INSTALL_HINT} ({error})") from None
 
