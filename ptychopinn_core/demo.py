@@ -69,7 +69,7 @@ QUICK = DemoSettings(n_train_positions=256, n_test_positions=144, epochs=2, n_fi
 #: A few minutes on 2 CPU cores per backend.
 DEFAULT = DemoSettings(n_train_positions=1024, n_test_positions=400, epochs=8, n_filters_scale=1)
 
-ProgressFactory = Callable[[str], AbstractContextManager[ProgressCallback]]
+ProgressFactory = Callable[..., AbstractContextManager[ProgressCallback]]
 
 
 def run_demo(
@@ -91,7 +91,7 @@ def run_demo(
     registry : BackendRegistry, optional
         Backends to run (default: everything discovered).
     progress : callable, optional
-        ``progress(description)`` returns a context manager yielding a progress callback.
+        ``progress(description, total=n)`` returns a context manager yielding a progress callback.
     say : callable
         Receives one-line status messages.
     """
@@ -125,12 +125,12 @@ def run_demo(
         backend = registry.get(entry.name)
         say(f"training with {backend.name}")
         timings: dict[str, float] = {}
-        with _progress(progress, f"training ({backend.name})") as show:
+        with _progress(progress, f"training ({backend.name})", config.training.epochs) as show:
             tick = time.perf_counter()
             bundle = workflow.train(train_scan, config, backend, progress=show)
             timings["train_s"] = time.perf_counter() - tick
         write_bundle(out / f"model-{backend.name}.zip", bundle)
-        with _progress(progress, f"reconstructing ({backend.name})") as show:
+        with _progress(progress, f"reconstructing ({backend.name})", 1) as show:
             tick = time.perf_counter()
             recon = workflow.reconstruct(bundle, test_scan, backend, progress=show)
             timings["reconstruct_s"] = time.perf_counter() - tick
@@ -150,7 +150,7 @@ def run_demo(
         starts = {"refined": recon, "flat": workflow.flat_reconstruction(test_scan, config)}
         for start_name, start in starts.items():
             with _progress(progress, f"refining the {start_name if start_name == 'flat' else 'network'}"
-                                     f" start ({backend.name})") as show:
+                                     f" start ({backend.name})", iterations) as show:
                 tick = time.perf_counter()
                 refined = workflow.refine(start, test_scan, config, backend, progress=show)
                 seconds = time.perf_counter() - tick
@@ -234,12 +234,12 @@ def _agreement(recons: dict[str, np.ndarray]) -> dict[str, Any]:
     return pairs
 
 
-def _progress(factory: ProgressFactory | None, description: str):
+def _progress(factory: ProgressFactory | None, description: str, total: int):
     if factory is None:
         from contextlib import nullcontext
 
         return nullcontext(None)
-    return factory(description)
+    return factory(description, total=total)
 
 
 def _fmt(value: Any) -> str:

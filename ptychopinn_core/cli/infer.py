@@ -78,7 +78,7 @@ def infer_command(
     scan = read_scan(data_path, measurement=measurement or bundle.config.data.measurement)
     quiet = is_quiet()
     config = _refine_config(bundle.config, assignments, refine_iterations, refine_probe)
-    with progress_display(f"reconstructing ({backend.name})", quiet=quiet) as show:
+    with progress_display(f"reconstructing ({backend.name})", total=1, quiet=quiet) as show:
         recon = workflow.reconstruct(bundle, scan, backend, chunk_size=chunk_size, progress=show)
     recon = refine_and_report(recon, scan, config, backend, source=str(data_path))
     write_reconstruction(out_path, recon)

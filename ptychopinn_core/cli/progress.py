@@ -15,17 +15,19 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ptychopinn_core.backends.contract import ProgressEvent
+from ptychopinn_core.progress import ProgressEvent
 
 __all__ = ["progress_display"]
 
 
 @contextlib.contextmanager
 def progress_display(
-    description: str, *, quiet: bool = False
+    description: str, *, total: int | None = None, quiet: bool = False
 ) -> Iterator[Callable[[ProgressEvent], None]]:
     """Yield a callback that shows epochs and batches (with ETA) on stderr.
 
+    ``total``: the epochs (iterations, passes) planned, shown from the start instead of
+    "0/?" while a framework starts up; the events' own count wins once they arrive.
     ``quiet`` yields a callback that does nothing. Bars go to stderr so stdout stays
     clean for results and JSON.
     """
@@ -42,7 +44,7 @@ def progress_display(
         TextColumn("{task.fields[metrics]}"),
     )
     with Progress(*columns, console=Console(stderr=True), transient=False) as bars:
-        epochs = bars.add_task(description, total=None, metrics="")
+        epochs = bars.add_task(description, total=total, metrics="")
         batches = bars.add_task("  batches", total=None, metrics="", visible=False)
 
         def show(event: ProgressEvent) -> None:

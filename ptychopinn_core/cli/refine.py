@@ -86,7 +86,7 @@ def refine_and_report(
         workflow.refine_problem(start, scan, config)  # one clear error before any bar is drawn
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
-    with progress_display(f"refining ({backend.name})", quiet=quiet) as show:
+    with progress_display(f"refining ({backend.name})", total=settings.iterations, quiet=quiet) as show:
         refined = workflow.refine(start, scan, config, backend, progress=show)
     if not quiet and settings.iterations:
         info = refined.meta["refine"]

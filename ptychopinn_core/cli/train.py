@@ -73,7 +73,7 @@ def train_command(
     backend = BackendRegistry.discover().get(backend_name)
     scan = read_scan(train_path, measurement=config.data.measurement)
     quiet = is_quiet()
-    with progress_display(f"training ({backend.name})", quiet=quiet) as show:
+    with progress_display(f"training ({backend.name})", total=config.training.epochs, quiet=quiet) as show:
         bundle = workflow.train(scan, config, backend, progress=show)
     if not _is_primary_process():
         return  # distributed training: every rank holds the same model; rank 0 writes it
@@ -87,7 +87,7 @@ def train_command(
 
         test_scan = read_scan(test_path, measurement=config.data.measurement)
         truth = truth_object(test_scan, str(test_path))
-        with progress_display("reconstructing test scan", quiet=quiet) as show:
+        with progress_display("reconstructing test scan", total=1, quiet=quiet) as show:
             recon = workflow.reconstruct(bundle, test_scan, backend, progress=show)
         print_metrics(evaluate(recon, truth, test_scan.positions_px), f"{test_path.name} after training")
 
