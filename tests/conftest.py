@@ -1,4 +1,4 @@
-"""Shared fixtures: "installing" test distributions without pip.
+"""Shared fixtures: "installing" test distributions without pip; each installed framework.
 
 importlib.metadata finds a distribution by a ``<name>-<version>.dist-info`` folder on
 ``sys.path``; the entry points it declares are read from ``entry_points.txt`` there. So
@@ -7,6 +7,9 @@ writing such a folder into a temporary directory and putting that directory on
 discoverable for one test, exactly like an installed one, while the developer's
 environment stays untouched (``ptychopinn demo`` there trains every installed backend,
 and must never meet the fake). See tests/fake_backend/README.md.
+
+The ``framework`` fixture runs a test once per framework (TensorFlow, PyTorch) against
+that backend's own code, through the small adapters of tests/frameworks.py.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from frameworks import FRAMEWORKS, Framework, load_framework
 from ptychopinn_core.backends import ENTRY_POINT_GROUP, BackendRegistry
 
 # Numerics hygiene for a process that holds both frameworks (Keras' own test setup does
@@ -190,3 +194,10 @@ def installed_backend() -> Callable[[str], object]:
         return registry.get(name)
 
     return get
+
+
+@pytest.fixture(scope="module", params=FRAMEWORKS)
+def framework(request) -> Framework:
+    """Each installed framework's backend code (``layers``, ``network``, ``model``) and tensor
+    operations (tests/frameworks.py); a framework that is not installed is skipped."""
+    return load_framework(request.param)
