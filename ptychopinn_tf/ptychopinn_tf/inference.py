@@ -32,6 +32,9 @@ def predict_patches(model, diffraction: np.ndarray, offsets_xy: np.ndarray) -> n
     Parameters
     ----------
     model : PinnModel
+        The model that calls this (:meth:`PinnModel.predict`): its checked inputs,
+        placement and compiled function. Not imported here, so that the model imports
+        this module and not the other way round.
     diffraction : ndarray, float32, shape (B, C, N, N)
         Normalised amplitudes ``X_n``.
     offsets_xy : ndarray, float32, shape (B, C, 2)

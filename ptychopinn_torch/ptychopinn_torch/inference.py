@@ -10,13 +10,8 @@ scan, and the complex-valued overlap step falls back to eager code anyway.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from ptychopinn_torch.model import PinnModel
 
 __all__ = ["PREDICT_BATCH", "predict_patches"]
 
@@ -25,7 +20,7 @@ __all__ = ["PREDICT_BATCH", "predict_patches"]
 PREDICT_BATCH = 256
 
 
-def predict_patches(model: PinnModel, diffraction: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
+def predict_patches(model, diffraction: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
     """Object patches after the overlap constraint for one chunk.
 
     ``patches = enforce_overlap(pad_to_full(A * exp(i * phi), N), offsets)`` with
@@ -34,6 +29,9 @@ def predict_patches(model: PinnModel, diffraction: np.ndarray, offsets_xy: np.nd
     Parameters
     ----------
     model : PinnModel
+        The model that calls this (:meth:`PinnModel.predict`): its module, device and
+        checked inputs. Not imported here, so that the model imports this module and
+        not the other way round.
     diffraction : ndarray, float32, shape (B, C, N, N)
         Normalised amplitudes ``X_n``.
     offsets_xy : ndarray, float32, shape (B, C, 2)

@@ -42,6 +42,7 @@ from ptychopinn_core.model.state import ModelState
 from ptychopinn_core.physics.probe_model import circular_probe_mask
 from ptychopinn_core.model.inputs import check_model_inputs, compute_dtypes
 from ptychopinn_torch import layers
+from ptychopinn_torch.inference import predict_patches
 from ptychopinn_torch.network import PinnNetwork, _torch_name, canonical_weights, load_canonical_weights
 
 __all__ = ["PinnModel", "select_device"]
@@ -224,8 +225,6 @@ class PinnModel:
 
     def predict(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
         """Object patches after the overlap constraint, complex64 (B, C, N, N)."""
-        from ptychopinn_torch.inference import predict_patches
-
         return predict_patches(self, diffraction, offsets_xy)
 
     def forward(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> ForwardResult:
