@@ -36,6 +36,7 @@ import numpy as np
 import pytest
 
 from ptychopinn_core.backends import (
+    ALLOWED_LOGGERS,
     BACKEND_NAME_PATTERN,
     Backend,
     BackendInfo,
@@ -169,6 +170,31 @@ def refine_start(scan: ScanData, problem: Any) -> tuple[np.ndarray, np.ndarray]:
     probe = normalise_probe(scan.probe).astype(np.complex64)
     truth = fitted_truth(problem, scan.object, probe)
     return (0.5 * truth + 0.5 * flat_start(problem, probe)).astype(np.complex64), probe
+
+
+#: Trains a backend (argv[1]) with a config (argv[2], JSON; its run_dir set) on the kit's
+#: scan and SIGKILLs itself at the first batch of epoch 2: run_dir then holds epochs 0, 1.
+_KILL_IN_EPOCH_2 = """
+import json, os, signal, sys
+from ptychopinn_core.backends import BackendRegistry
+from ptychopinn_core.config import Config
+from ptychopinn_core.model.inputs import prepare_model_state
+from ptychopinn_core.model.parameters import initial_weights, parameter_specs
+from ptychopinn_core.testing.conformance import small_scan
+from ptychopinn_core.training.data import prepare_training_data
+
+backend = BackendRegistry.discover().get(sys.argv[1])
+config = Config.from_dict(json.loads(sys.argv[2]))
+scan = small_scan(config)
+model = backend.build_model(config, prepare_model_state(scan, config),
+                            initial_weights(parameter_specs(config.model), config.training.seed))
+
+def progress(event):
+    if event.stage == "batch" and event.epoch == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+backend.train(model, prepare_training_data(scan, config), config, progress)
+"""
 
 
 # -- the kit -----------------------------------------------------------------------------
@@ -390,6 +416,146 @@ class BackendConformanceTests:
             backend, model, training_data, config,
             lambda: _training_loss(model, training_data, config, train_ids),
         )
+
+    # -- the core's epoch policy and the run folder ------------------------------------
+
+    def _fresh(self, backend: Backend, scan: ScanData, config: Config) -> tuple[BackendModel, Any]:
+        """A model built from the core's initial weights and the data of ``config``."""
+        from ptychopinn_core.model.inputs import prepare_model_state
+        from ptychopinn_core.training.data import prepare_training_data
+
+        model = backend.build_model(config, prepare_model_state(scan, config),
+                                    initial_weights(parameter_specs(config.model), config.training.seed))
+        return model, prepare_training_data(scan, config)
+
+    def test_training_follows_the_core_policy(self, backend: Backend, scan: ScanData, config: Config) -> None:
+        """Losses and learning rates are the core's EpochPolicy's: weighted epoch means, the
+        plateau schedule replayed on the monitored losses, early stopping at its epoch."""
+        from ptychopinn_core.training.schedule import PlateauSchedule, loss_floor
+
+        # So small a learning rate that the loss never improves by the relative 1e-4 the
+        # core asks for: the rate halves every epoch (patience 1), training stops after 3.
+        config = config.with_overrides({"training.learning_rate": 1e-12, "training.min_learning_rate": 2e-13,
+                                        "training.lr_plateau_patience": 1, "training.early_stopping_patience": 3,
+                                        "training.epochs": 10})
+        model, data = self._fresh(backend, scan, config)
+        events: list[ProgressEvent] = []
+        history = backend.train(model, data, config, events.append)
+        assert [record.epoch for record in history.epochs] == [0, 1, 2, 3], "early stopping after epoch 3"
+        schedule = PlateauSchedule.from_config(config.training, floor=loss_floor(data, config.training))
+        expected_rates = []
+        for record in history.epochs:
+            expected_rates.append(schedule.learning_rate)
+            schedule.step(record.val_loss if record.val_loss is not None else record.train_loss)
+        assert [record.learning_rate for record in history.epochs] == expected_rates == [
+            1e-12, 1e-12, 5e-13, 2.5e-13]
+        for record in history.epochs:
+            sizes = [len(ids) for ids in data.epoch_batches(record.epoch)]
+            losses = [event.metrics["train_loss"] for event in events
+                      if event.stage == "batch" and event.epoch == record.epoch]
+            assert math.isclose(record.train_loss, float(np.dot(sizes, losses)) / sum(sizes), rel_tol=1e-12)
+        epoch_events = [event for event in events if event.stage == "epoch"]
+        assert [dict(event.metrics) for event in epoch_events] == [
+            {"train_loss": r.train_loss, "val_loss": r.val_loss, "learning_rate": r.learning_rate}
+            for r in history.epochs
+        ]
+
+    def test_run_folder_settings_are_honoured_or_refused(self, backend: Backend, config: Config, tmp_path) -> None:
+        """``execution.run_dir``/``resume``/``logger``/``workers``/``num_nodes``: what the
+        capabilities offer, ``check_config`` accepts; the rest it refuses, naming the key."""
+        capabilities = backend.info.capabilities
+        run_dir = {"execution.run_dir": str(tmp_path)}
+        cases = [("execution.run_dir", run_dir, capabilities.checkpoints),
+                 ("execution.resume", {**run_dir, "execution.resume": True}, capabilities.checkpoints),
+                 ("execution.workers", {"execution.workers": 2}, capabilities.data_workers),
+                 ("execution.num_nodes", {"execution.num_nodes": 2}, capabilities.multi_node)]
+        if capabilities.checkpoints:  # loggers write into the run folder
+            cases += [("execution.logger", {**run_dir, "execution.logger": logger}, logger in capabilities.loggers)
+                      for logger in sorted(ALLOWED_LOGGERS)]
+        for key, overrides, offered in cases:
+            candidate = config.with_overrides(overrides)
+            if offered:
+                assert key not in " ".join(capabilities.unsupported(candidate)), f"{overrides} is offered"
+            else:
+                with pytest.raises(ValueError, match=rf"does not support .*{key}="):
+                    backend.check_config(candidate)
+
+    def _require_checkpoints(self, backend: Backend) -> None:
+        if not backend.info.capabilities.checkpoints:
+            pytest.skip("capabilities: no checkpoints (execution.run_dir is refused)")
+
+    def test_kill_and_resume_continues_the_history(self, backend: Backend, scan: ScanData, config: Config,
+                                                   tmp_path) -> None:
+        """SIGKILLed in epoch 2 (a crash, not a clean exit), resumed from run_dir: the history
+        continues with epochs 2, 3 and the result equals an uninterrupted run's."""
+        self._require_checkpoints(backend)
+        import json
+        import signal
+        import subprocess
+        import sys
+
+        config = config.with_overrides({"training.epochs": 4, "training.early_stopping_patience": None})
+        model, data = self._fresh(backend, scan, config)
+        reference = backend.train(model, data, config)
+        reference_weights = model.get_weights()
+
+        run_dir = tmp_path / "run"
+        logged = "csv" in backend.info.capabilities.loggers
+        config = config.with_overrides({"execution.run_dir": str(run_dir),
+                                        "execution.logger": "csv" if logged else '"none"'})
+        result = subprocess.run(
+            [sys.executable, "-c", _KILL_IN_EPOCH_2, backend.name, json.dumps(config.to_dict())],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == -signal.SIGKILL, result.stdout[-2000:] + result.stderr[-2000:]
+        resumed_config = config.with_overrides({"execution.resume": True})
+        model, data = self._fresh(backend, scan, resumed_config)
+        events: list[ProgressEvent] = []
+        history = backend.train(model, data, resumed_config, events.append)
+        assert [record.epoch for record in history.epochs] == [0, 1, 2, 3]
+        assert sorted({event.epoch for event in events}) == [2, 3], "only the missing epochs run"
+        tolerance = TOLERANCES["resume"].relative
+        for record, expected in zip(history.epochs, reference.epochs, strict=True):
+            assert math.isclose(record.train_loss, expected.train_loss, rel_tol=tolerance)
+            assert math.isclose(record.val_loss, expected.val_loss, rel_tol=tolerance)
+            assert record.learning_rate == expected.learning_rate
+        weights = model.get_weights()
+        error = relative_error(np.concatenate([weights[k].ravel() for k in sorted(weights)]),
+                               np.concatenate([reference_weights[k].ravel() for k in sorted(weights)]))
+        assert error <= tolerance, f"resumed weights differ by {error:.2e}"
+        if logged:  # one CSV log per (re)start, one row per epoch that ran in it
+            logs = sorted((run_dir / "logs").glob("version_*/metrics.csv"))
+            assert [len(log.read_text().strip().splitlines()) for log in logs] == [1 + 2, 1 + 2]
+        # Resuming a finished run trains nothing more.
+        again, _ = self._fresh(backend, scan, resumed_config)
+        events.clear()
+        assert backend.train(again, data, resumed_config, events.append).epochs == history.epochs
+        assert not events
+
+    def test_resume_after_early_stopping_trains_nothing(self, backend: Backend, scan: ScanData, config: Config,
+                                                        tmp_path) -> None:
+        self._require_checkpoints(backend)
+        config = config.with_overrides({"training.learning_rate": 1e-12, "training.min_learning_rate": 1e-12,
+                                        "training.early_stopping_patience": 1, "training.epochs": 6,
+                                        "execution.run_dir": str(tmp_path), "execution.logger": '"none"'})
+        model, data = self._fresh(backend, scan, config)
+        first = backend.train(model, data, config)
+        assert len(first.epochs) == 2
+        weights = model.get_weights()
+        resumed = config.with_overrides({"execution.resume": True})
+        model, data = self._fresh(backend, scan, resumed)
+        events: list[ProgressEvent] = []
+        assert backend.train(model, data, resumed, events.append) == first and not events
+        assert all(bitwise_equal(weights[k], value) for k, value in model.get_weights().items())
+
+    def test_resume_needs_a_checkpoint(self, backend: Backend, scan: ScanData, config: Config, tmp_path) -> None:
+        self._require_checkpoints(backend)
+        model, data = self._fresh(backend, scan, config)
+        with pytest.raises(ValueError, match="execution.run_dir"):
+            backend.train(model, data, config.with_overrides({"execution.resume": True}))
+        with pytest.raises(ValueError, match="expected a checkpoint"):
+            backend.train(model, data, config.with_overrides({"execution.resume": True,
+                                                              "execution.run_dir": str(tmp_path)}))
 
     def test_max_seconds_stops_at_the_first_epoch_end(self, backend: Backend, scan: ScanData, config: Config) -> None:
         from ptychopinn_core.model.inputs import prepare_model_state

@@ -57,7 +57,7 @@ from ptychopinn_core.training.policy import EpochPolicy, MetricsLogger
 from ptychopinn_core.training.run_dir import LOG_FOLDER, checkpoint_to_resume
 from ptychopinn_torch.model import PinnModel
 
-__all__ = ["train_model"]
+__all__ = ["LAST_CHECKPOINT", "train_model"]
 
 #: File name of the checkpoint written after every epoch in ``execution.run_dir``.
 LAST_CHECKPOINT = "last.ckpt"
