@@ -139,12 +139,7 @@ def test_trainable_masked_probe_is_masked_and_trained(framework) -> None:
     assert framework.trainable_scalars(model) == network_scalars + 2 * 16 * 16
 
 
-def test_a_new_state_probe_is_used_masked(framework, request) -> None:
-    if framework.name == "torch":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, raises=AttributeError,
-            reason="backend difference: ptychopinn_torch's PinnModel.state is read-only (no setter); "
-                   "ptychopinn_tf's accepts a new state (its training sets the trained one)"))
+def test_a_new_state_probe_is_used_masked(framework) -> None:
     config = make_config(model={"probe_trainable": True, "probe_mask": True})
     model, _, _ = setup(framework, config)
     # A probe with content outside the mask is used (and reported) masked.

@@ -142,6 +142,12 @@ def translate(images: tf.Tensor, shifts_xy: tf.Tensor) -> tf.Tensor:
     """
     images = tf.convert_to_tensor(images)
     shifts = tf.cast(shifts_xy, COORDINATE_DTYPE)
+    expected = images.shape[:-2].concatenate([2])
+    if not shifts.shape.is_compatible_with(expected):  # in a trace, unknown axes match anything
+        raise ValueError(
+            f"invalid shifts shape: expected {tuple(expected)} for images of shape "
+            f"{tuple(images.shape)}, received shifts_xy.shape={tuple(shifts.shape)}"
+        )
     height, width = images.shape[-2], images.shape[-1]
     flat = tf.reshape(images, [-1, height, width])
     shifts = tf.reshape(shifts, [-1, 2])
