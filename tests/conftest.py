@@ -26,6 +26,10 @@ import pytest
 from frameworks import FRAMEWORKS, Framework, load_framework
 from ptychopinn_core.backends import ENTRY_POINT_GROUP, BackendRegistry
 
+# Two test workers share the CPU (pyproject's -n 2): OpenMP threads that spin while they
+# wait would burn the other worker's core (docs/benchmarks.md); the CLI sets the same.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # Numerics hygiene for a process that holds both frameworks (Keras' own test setup does
 # the same): torch is imported before TensorFlow, whichever test file pytest collects
 # first. Without torch installed there is nothing to order.

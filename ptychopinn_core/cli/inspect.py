@@ -61,7 +61,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console(highlight=False)
-    table = Table(title=f"{summary['file']}", show_header=False, title_justify="left")
+    # The path on a line of its own, never wrapped: a table title would fold a long one.
+    console.print(str(summary["file"]), soft_wrap=True, markup=False)
+    table = Table(show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ptychopinn_core.evaluation.aligned_pair import align_to_reference, align_to_truth
+from ptychopinn_core.evaluation.aligned_pair import AlignedPair, align_to_reference, align_to_truth
 from ptychopinn_core.evaluation.metrics import image_metrics
 from ptychopinn_core.physics.stitching import ObjectFrame
 from ptychopinn_core.reconstruction import Reconstruction
@@ -93,12 +93,7 @@ def evaluate(
         recon_frame=recon_frame,
         truth_frame=truth_frame,
     )
-    return {
-        "amplitude": image_metrics(pair.recon_amplitude, pair.truth_amplitude, "amplitude"),
-        "phase": image_metrics(pair.recon_phase, pair.truth_phase, "phase"),
-        "region": pair.region,
-        "alignment": pair.alignment,
-    }
+    return _scores(pair)
 
 
 def evaluate_against_reference(
@@ -131,10 +126,14 @@ def evaluate_against_reference(
         recon, reference, positions_xy=positions_xy, window_px=window_px,
         upsample_factor=upsample_factor,
     )
+    return {**_scores(pair), "against": "reference"}
+
+
+def _scores(pair: AlignedPair) -> dict[str, Any]:
+    """The metrics of an aligned pair: amplitude and phase, the region and the alignment."""
     return {
         "amplitude": image_metrics(pair.recon_amplitude, pair.truth_amplitude, "amplitude"),
         "phase": image_metrics(pair.recon_phase, pair.truth_phase, "phase"),
         "region": pair.region,
         "alignment": pair.alignment,
-        "against": "reference",
     }
