@@ -10,21 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ptychopinn_core.physics.grouping import check_positions
 from ptychopinn_core.physics.stitching import ObjectFrame
 
 __all__ = ["covered_rectangle", "scanned_region", "window_coverage"]
-
-
-def _check_positions(positions_xy: np.ndarray) -> np.ndarray:
-    positions = np.asarray(positions_xy, dtype=np.float64)
-    if positions.ndim != 2 or positions.shape[1] != 2 or positions.shape[0] == 0:
-        raise ValueError(
-            "invalid positions: expected (M, 2) with M >= 1, "
-            f"received positions_xy.shape={positions.shape}"
-        )
-    if not np.all(np.isfinite(positions)):
-        raise ValueError("invalid positions: non-finite values in positions_xy")
-    return positions
 
 
 def window_coverage(positions_xy: np.ndarray, frame: ObjectFrame, window_px: int) -> np.ndarray:
@@ -34,7 +23,7 @@ def window_coverage(positions_xy: np.ndarray, frame: ObjectFrame, window_px: int
     w - 1`` (rows likewise); a canvas pixel counts when it lies inside that span
     (``ceil`` / ``floor`` for sub-pixel positions).
     """
-    positions = _check_positions(positions_xy)
+    positions = check_positions(positions_xy)
     if isinstance(window_px, bool) or not isinstance(window_px, (int, np.integer)) or window_px < 1:
         raise ValueError(
             f"invalid window_px: expected a positive int, received window_px={window_px!r}"

@@ -84,6 +84,20 @@ class ModelState:
         """Probe side ``N``."""
         return int(self.probe.shape[0])
 
+    def check_replacement(self, new: ModelState) -> None:
+        """ValueError unless a model built with this state can take ``new``: a new probe
+        of the same size; the intensity scale is part of the built model and stays."""
+        if new.pattern_size != self.pattern_size:
+            raise ValueError(
+                f"invalid state: expected a ({self.pattern_size}, {self.pattern_size}) probe, "
+                f"received state.probe.shape={new.probe.shape}"
+            )
+        if new.intensity_scale != self.intensity_scale:
+            raise ValueError(
+                f"invalid state: the intensity scale is fixed at build time ({self.intensity_scale}), "
+                f"received state.intensity_scale={new.intensity_scale}"
+            )
+
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict of the scalar fields (the probe goes in :meth:`to_arrays`)."""
         return {

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["Groups", "group_positions"]
+__all__ = ["Groups", "check_positions", "group_positions"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,14 +113,7 @@ def group_positions(
        first ``C - 1`` kept, in that order.
     5. ``centre = mean_c position_c``; ``offset_c = position_c - centre``.
     """
-    positions = np.asarray(positions_xy, dtype=np.float64)
-    if positions.ndim != 2 or positions.shape[1] != 2 or positions.shape[0] == 0:
-        raise ValueError(
-            "invalid positions: expected shape (M, 2) with M >= 1, "
-            f"received positions_xy.shape={np.shape(positions_xy)}"
-        )
-    if not np.all(np.isfinite(positions)):
-        raise ValueError("invalid positions: expected finite (x, y) values, received NaN or inf in positions_xy")
+    positions = check_positions(positions_xy)
     gridsize = _check_int(gridsize, "gridsize", 1)
     n_neighbors = _check_int(n_neighbors, "n_neighbors", 1)
     n_positions = positions.shape[0]
@@ -165,3 +158,16 @@ def group_positions(
     centers = members.mean(axis=1)
     offsets = members - centers[:, None, :]
     return Groups(indices=indices, centers_xy=centers, offsets_xy=offsets)
+
+
+def check_positions(positions_xy: np.ndarray) -> np.ndarray:
+    """``(M, 2)`` finite ``(x, y)`` positions, M >= 1, as float64; one ValueError otherwise."""
+    positions = np.asarray(positions_xy, dtype=np.float64)
+    if positions.ndim != 2 or positions.shape[1] != 2 or positions.shape[0] == 0:
+        raise ValueError(
+            "invalid positions: expected shape (M, 2) with M >= 1, "
+            f"received positions_xy.shape={np.shape(positions_xy)}"
+        )
+    if not np.all(np.isfinite(positions)):
+        raise ValueError("invalid positions: expected finite (x, y) values, received NaN or inf in positions_xy")
+    return positions

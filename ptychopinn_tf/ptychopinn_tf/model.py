@@ -157,16 +157,8 @@ class PinnModel:
 
     @state.setter
     def state(self, state: ModelState) -> None:
-        if state.pattern_size != self.pattern_size:
-            raise ValueError(
-                f"invalid state: expected a ({self.pattern_size}, {self.pattern_size}) probe, "
-                f"received state.probe.shape={state.probe.shape}"
-            )
-        if state.intensity_scale != self._state.intensity_scale:
-            raise ValueError(
-                f"invalid state: the intensity scale is fixed at build time ({self._state.intensity_scale}), "
-                f"received state.intensity_scale={state.intensity_scale}"
-            )
+        """A new probe (used masked when the model masks it); the scales are fixed at build time."""
+        self._state.check_replacement(state)
         probe = np.asarray(state.probe, dtype=self.complex_dtype)
         self._probe_real.assign(probe.real)
         self._probe_imag.assign(probe.imag)

@@ -200,16 +200,7 @@ class PinnModel:
     @state.setter
     def state(self, state: ModelState) -> None:
         """A new probe (used masked when the model masks it); the scales are fixed at build time."""
-        if state.pattern_size != self.config.model.pattern_size:
-            raise ValueError(
-                f"invalid state: expected a ({self.config.model.pattern_size}, {self.config.model.pattern_size}) "
-                f"probe, received state.probe.shape={state.probe.shape}"
-            )
-        if state.intensity_scale != self._state.intensity_scale:
-            raise ValueError(
-                f"invalid state: the intensity scale is fixed at build time ({self._state.intensity_scale}), "
-                f"received state.intensity_scale={state.intensity_scale}"
-            )
+        self._state.check_replacement(state)
         with torch.no_grad():
             probe = self.module.probe
             probe.copy_(torch.from_numpy(np.asarray(state.probe, dtype=np.complex128)).to(probe.dtype))
