@@ -29,11 +29,6 @@ from ptychopinn_core.backends import ENTRY_POINT_GROUP, BackendRegistry
 # Two test workers share the CPU (pyproject's -n 2): OpenMP threads that spin while they
 # wait would burn the other worker's core (docs/benchmarks.md); the CLI sets the same.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # One compute thread per worker (and per process it starts): two workers then fill
-    # the two cores without the frameworks' thread pools waiting on each other.
-    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        os.environ.setdefault(variable, "1")
 
 # Numerics hygiene for a process that holds both frameworks (Keras' own test setup does
 # the same): torch is imported before TensorFlow, whichever test file pytest collects
