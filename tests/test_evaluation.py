@@ -1,4 +1,4 @@
-"""Evaluation metrics against a ground truth (physics.md §9)."""
+"""Evaluation metrics against a ground truth (docs/physics.md, "Evaluation")."""
 
 from __future__ import annotations
 
