@@ -122,6 +122,16 @@ class Reconstruction:
                 )
             object.__setattr__(self, "probe", probe.astype(np.complex64, copy=False))
 
+    @property
+    def crop_size_px(self) -> int | None:
+        """The stitching crop it was made with (``meta[META_CROP_SIZE_KEY]``); None if not recorded.
+
+        Evaluation measures the scanned region with this window, so a reconstruction
+        is scored on the area its stitching actually filled.
+        """
+        value = self.meta.get(META_CROP_SIZE_KEY)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
 
 def write_reconstruction(path: str | os.PathLike[str], recon: Reconstruction) -> Path:
     """Write ``recon`` as an NPZ, atomically (temporary file + rename).

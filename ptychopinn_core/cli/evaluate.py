@@ -140,13 +140,11 @@ def _against_truth(recon: Any, truth_path: Path, window_px: int | None) -> dict[
     from ptychopinn_core.data import read_scan
     from ptychopinn_core.evaluation.report import evaluate, truth_object
     from ptychopinn_core.physics.stitching import default_crop_size
-    from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY
 
     scan = read_scan(truth_path)
     truth = truth_object(scan, str(truth_path))
     if window_px is None:
-        stored = recon.meta.get(META_CROP_SIZE_KEY)
-        window_px = stored if isinstance(stored, int) else default_crop_size(scan.pattern_size)
+        window_px = recon.crop_size_px or default_crop_size(scan.pattern_size)
     return evaluate(recon, truth, scan.positions_px, window_px=window_px)
 
 
@@ -156,13 +154,13 @@ def _against_reference(
     from ptychopinn_core.data import read_scan
     from ptychopinn_core.evaluation.report import evaluate_against_reference
     from ptychopinn_core.physics.stitching import default_crop_size
-    from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY, read_reconstruction
+    from ptychopinn_core.reconstruction import read_reconstruction
 
     reference = read_reconstruction(reference_path)
     positions = None
     if scan_path is not None:
         scan = read_scan(scan_path)
         positions = scan.positions_px
-        if window_px is None and not isinstance(recon.meta.get(META_CROP_SIZE_KEY), int):
+        if window_px is None and recon.crop_size_px is None:
             window_px = default_crop_size(scan.pattern_size)
     return evaluate_against_reference(recon, reference, positions_xy=positions, window_px=window_px)

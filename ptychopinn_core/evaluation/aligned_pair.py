@@ -150,8 +150,8 @@ def align_to_truth(
     if isinstance(recon, Reconstruction):
         if recon_frame is None:
             recon_frame = recon.frame
-        if window_px is None and isinstance(recon.meta.get(META_CROP_SIZE_KEY), int):
-            window_px = recon.meta[META_CROP_SIZE_KEY]
+        if window_px is None:
+            window_px = recon.crop_size_px
         recon_array = recon.object
     else:
         recon_array = np.asarray(recon)
@@ -280,8 +280,8 @@ def align_to_reference(
 
         covered = binary_erosion(covered, border_value=0)
     if positions_xy is not None:
-        if window_px is None and isinstance(recon.meta.get(META_CROP_SIZE_KEY), int):
-            window_px = recon.meta[META_CROP_SIZE_KEY]
+        if window_px is None:
+            window_px = recon.crop_size_px
         if window_px is None:
             raise ValueError(
                 "missing window_px: pass the stitching crop size with the positions, or a "
