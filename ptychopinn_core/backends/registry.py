@@ -256,6 +256,7 @@ class Backend:
         self.entry = entry
         self._registry = registry
         self._plugin = plugin
+        self._framework_imported = False
 
     @property
     def name(self) -> str:
@@ -385,9 +386,12 @@ class Backend:
         return refiner
 
     def _call(self, hook_name: str, **kwargs: Any) -> Any:
-        # The first hook that works imports the framework; its native start-up lines are
-        # filtered there (backends/framework.py). A no-op once the modules are imported.
-        import_framework(self.info.framework_distributions)
+        # The first hook imports the framework, its native start-up lines filtered
+        # (backends/framework.py); once per Backend, since finding its modules reads the
+        # metadata of every installed distribution.
+        if not self._framework_imported:
+            import_framework(self.info.framework_distributions)
+            self._framework_imported = True
         result = self._registry._call_one(self._plugin, hook_name, **kwargs)
         if result is None:
             raise TypeError(
