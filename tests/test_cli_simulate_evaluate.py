@@ -19,7 +19,7 @@ from ptychopinn_core.cli.simulate import simulate_command
 from ptychopinn_core.data import read_scan, write_scan
 from ptychopinn_core.physics.stitching import ObjectFrame, default_crop_size, stitch
 from ptychopinn_core.reconstruction import Reconstruction, write_reconstruction
-from ptychopinn_core.simulation import default_probe
+from ptychopinn_core.simulation import default_probe, focused_probe
 
 CLI = Path(sys.prefix) / "bin" / "ptychopinn"
 SMALL = ["--n-positions", "120", "--size", "32", "--nphotons", "1e6"]
@@ -114,6 +114,27 @@ def test_simulate_image_object_random_positions_and_probe_file(tmp_path, capsys)
     assert scan.meta["probe_kind"] == "file" and scan.meta["positions_kind"] == "random"
     code, _, stderr = run(capsys, "simulate", "--out", out, "--probe", probe_path, "--size", "32")
     assert code == 1 and "expected (32, 32), received (16, 16)" in stderr
+
+
+def test_simulate_focused_probe_and_a_real_scans_probe(tmp_path, capsys):
+    focused = tmp_path / "focused.npz"
+    code, stdout, stderr = run(capsys, "simulate", "--out", focused, "--size", "32", "--n-positions", "30",
+                               "--probe-kind", "focused", "--defocus", "0.5")
+    assert code == 0 and "focused probe" in stdout, stderr
+    scan = read_scan(focused)
+    np.testing.assert_array_equal(scan.probe, focused_probe(32, defocus_waves=0.5))
+    assert scan.meta["probe_kind"] == "focused" and scan.meta["probe_defocus_waves"] == 0.5
+    # Any canonical NPZ's probe (here the one just written) simulates a new scan.
+    again = tmp_path / "again.npz"
+    code, _, stderr = run(capsys, "simulate", "--out", again, "--probe", focused, "--n-positions", "30")
+    assert code == 0, stderr
+    assert read_scan(again).pattern_size == 32 and read_scan(again).meta["probe_file"] == "focused.npz"
+    for args, message in [
+        (("--defocus", "1"), "only used with --probe-kind focused"),
+        (("--probe", focused, "--probe-kind", "focused"), "gives the probe"),
+    ]:
+        code, _, stderr = run(capsys, "simulate", "--out", tmp_path / "x.npz", *args)
+        assert code == 1 and message in stderr and "Traceback" not in stderr
 
 
 @pytest.mark.parametrize("command", [simulate_command, evaluate_command])

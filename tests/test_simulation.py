@@ -26,7 +26,12 @@ from ptychopinn_core.simulation import (
     simulate_scan,
     valid_position_range,
 )
-from ptychopinn_core.simulation.probe import default_probe_radius_px
+from ptychopinn_core.simulation.probe import (
+    default_probe_radius_px,
+    focused_probe,
+    focused_probe_parameters,
+    make_probe,
+)
 
 
 # --------------------------------------------------------------------------- objects
@@ -122,6 +127,75 @@ def test_default_probe_is_a_centred_soft_disk_filling_the_central_window(size):
     edge = int(round(default_probe_radius_px(size)))
     expected = 0.5 * edge**2 / default_probe_radius_px(size) ** 2
     assert np.angle(probe[size // 2, size // 2 + edge]) == pytest.approx(expected, abs=1e-5)
+
+
+def _radial_phase_curvature(probe: np.ndarray, radius: float) -> float:
+    """Mean unwrapped phase at ``radius`` minus at the centre, along the four axes."""
+    centre = probe.shape[0] // 2
+    arms = [probe[centre, centre:], probe[centre, centre::-1], probe[centre:, centre], probe[centre::-1, centre]]
+    steps = int(round(radius))
+    return float(np.mean([np.unwrap(np.angle(arm[: steps + 1]))[-1] - np.angle(arm[0]) for arm in arms]))
+
+
+def test_focused_probe_far_field_is_its_soft_pupil_and_its_footprint_follows_the_defocus():
+    size = 64
+    parameters = focused_probe_parameters(size)
+    assert parameters["pupil_radius_px"] == 16 and parameters["footprint_radius_px"] == pytest.approx(11)
+    probe = focused_probe(size)
+    assert probe.dtype == np.complex64 and np.abs(probe).max() == pytest.approx(1.0)
+    # The bare probe's far field is the pupil: a bright-field disk of radius r_p, soft edge.
+    pupil = np.abs(far_field(probe.astype(np.complex128)))
+    offsets = np.arange(size) - size // 2
+    frequency = np.hypot(offsets[:, None], offsets[None, :])
+    assert pupil[frequency <= 12].min() > 0.9 * pupil.max()
+    assert pupil[frequency >= 21].max() < 1e-3 * pupil.max()
+    # Geometric optics: the footprint radius is 2 N W / r_p; the RMS radius grows with |W|
+    # and the same |W| on either side of the focus gives the same intensity.
+    intensity = lambda p: np.abs(p.astype(np.complex128)) ** 2  # noqa: E731
+    rms = [
+        math.sqrt((intensity(p) * frequency**2).sum() / intensity(p).sum())
+        for p in (focused_probe(size, defocus_waves=w) for w in (0.0, 1.0, 2.0, 3.0))
+    ]
+    assert rms == sorted(rms) and rms[0] < 3 and 2 * size * 3.0 / 16 * 0.5 < rms[-1] < 2 * size * 3.0 / 16
+    np.testing.assert_allclose(intensity(focused_probe(size, defocus_waves=-2.0)),
+                               intensity(focused_probe(size, defocus_waves=2.0)), atol=1e-5)
+    # Less than 0.5 % of its energy falls outside the window the network predicts (physics §3).
+    window = np.zeros((size, size))
+    window[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    assert 1 - (intensity(probe) * window).sum() / intensity(probe).sum() < 5e-3
+
+
+def test_focused_probe_has_a_curved_phase_front_the_disk_probe_lacks():
+    size = 64
+    focused, disk = focused_probe(size), default_probe(size)
+    # Phase difference between the centre and 8 px out: a defocused beam's wavefront
+    # is curved by radians, the idealised disk's by a fraction of one.
+    assert abs(_radial_phase_curvature(focused, 8)) > 1.0
+    assert abs(_radial_phase_curvature(disk, 8)) < 0.2
+
+
+def test_make_probe_records_its_parameters_and_rejects_bad_ones():
+    probe, record = make_probe("focused", 32, defocus_waves=0.5)
+    np.testing.assert_array_equal(probe, focused_probe(32, defocus_waves=0.5))
+    assert record == {"probe_kind": "focused", "probe_defocus_waves": 0.5, "probe_pupil_radius_px": 8.0,
+                      "probe_pupil_softness_px": 0.75, "probe_footprint_radius_px": 4.0}
+    probe, record = make_probe("disk", 32)
+    np.testing.assert_array_equal(probe, default_probe(32))
+    assert record == {"probe_kind": "disk"}
+    with pytest.raises(ValueError, match="expected one of"):
+        make_probe("zone", 32)
+    with pytest.raises(ValueError, match="only the focused probe"):
+        make_probe("disk", 32, defocus_waves=1.0)
+    with pytest.raises(ValueError, match="pupil_radius_px"):
+        focused_probe(32, pupil_radius_px=17)
+
+
+def test_demo_scan_with_the_focused_probe_records_it_in_meta():
+    scan = make_demo_scan(20, 32, nphotons=1e6, seed=2, probe_kind="focused", defocus_waves=0.5)
+    np.testing.assert_array_equal(scan.probe, focused_probe(32, defocus_waves=0.5))
+    assert scan.meta["probe_kind"] == "focused" and scan.meta["probe_defocus_waves"] == 0.5
+    with pytest.raises(ValueError, match="not both"):
+        make_demo_scan(20, 32, probe=default_probe(32), probe_kind="focused")
 
 
 def test_load_probe_npy_and_npz_keys(tmp_path):
@@ -244,7 +318,7 @@ def test_simulated_scan_contents_and_meta(small_scan):
         "nphotons": 1e4,
         "measurement": "amplitude",
         "object_kind": "lines",
-        "probe_kind": "default",
+        "probe_kind": "disk",
         "positions_kind": "raster",
     }.items():
         assert meta[key] == value

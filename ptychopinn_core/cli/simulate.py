@@ -11,6 +11,7 @@ from ptychopinn_core.cli.options import is_quiet
 
 from ptychopinn_core.simulation.objects import OBJECT_KINDS, SAMPLE_IMAGES
 from ptychopinn_core.simulation.positions import POSITION_KINDS
+from ptychopinn_core.simulation.probe import PROBE_KINDS
 
 __all__ = ["simulate_command"]
 
@@ -66,8 +67,18 @@ _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option(
     "--probe", "probe_path", type=_EXISTING_FILE, default=None,
-    help="Probe from a .npy or .npz file (key probeGuess or probe) instead of the default "
-    "disk probe.",
+    help="Probe from a .npy or .npz file (key probeGuess or probe), e.g. a real scan's, "
+    "instead of --probe-kind.",
+)
+@click.option(
+    "--probe-kind", type=click.Choice(PROBE_KINDS), default="disk", show_default=True,
+    help="disk: idealised, nearly flat phase; focused: a defocused soft-edged aperture with a "
+    "curved phase front, as at a beamline.",
+)
+@click.option(
+    "--defocus", "defocus_waves", type=float, default=None,
+    help="With --probe-kind focused: defocus at the pupil edge in waves [default: a footprint "
+    "of radius 11N/64].",
 )
 @click.option(
     "--amplitude-image", type=click.Choice(SAMPLE_IMAGES), default="camera", show_default=True,
@@ -90,6 +101,8 @@ def simulate_command(
     step_px: float | None,
     jitter_px: float | None,
     probe_path: Path | None,
+    probe_kind: str,
+    defocus_waves: float | None,
     amplitude_image: str,
     phase_image: str,
     compress: bool,
@@ -104,6 +117,8 @@ def simulate_command(
       ptychopinn simulate --out scan.npz
       ptychopinn simulate --out small.npz --n-positions 200 --size 32 --nphotons 1e6 --seed 3
       ptychopinn simulate --out img.npz --object image --positions random --gridsize 2
+      ptychopinn simulate --out focused.npz --probe-kind focused --defocus 2
+      ptychopinn simulate --out like-star.npz --probe star.npz
     """
     from ptychopinn_core.data import write_scan
     from ptychopinn_core.simulation.probe import load_probe
@@ -112,7 +127,12 @@ def simulate_command(
     started = time.perf_counter()
     probe = None
     meta: dict[str, object] = {"gridsize": gridsize}
+    ctx = click.get_current_context()
+    if defocus_waves is not None and probe_kind != "focused":
+        raise ValueError(f"invalid --defocus: only used with --probe-kind focused, received --probe-kind {probe_kind}")
     if probe_path is not None:
+        if ctx.get_parameter_source("probe_kind") is click.core.ParameterSource.COMMANDLINE:
+            raise ValueError(f"invalid --probe-kind {probe_kind}: --probe {probe_path} gives the probe")
         probe = load_probe(probe_path, size)
         size = probe.shape[0]
         meta.update(probe_kind="file", probe_file=probe_path.name)
@@ -126,7 +146,6 @@ def simulate_command(
             f"received --n-positions={n_positions}"
         )
     if object_kind != "image":
-        ctx = click.get_current_context()
         for name in ("amplitude_image", "phase_image"):
             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
                 raise ValueError(
@@ -143,6 +162,8 @@ def simulate_command(
         step_px=step_px,
         jitter_px=jitter_px,
         probe=probe,
+        probe_kind=probe_kind if probe is None else "disk",
+        defocus_waves=defocus_waves,
         amplitude_image=amplitude_image,
         phase_image=phase_image,
         meta=meta,
@@ -152,7 +173,7 @@ def simulate_command(
         height, width = scan.object.shape
         click.echo(
             f"wrote {out_path}: {scan.n_positions} patterns of {size}x{size}, {object_kind} object "
-            f"{height}x{width}, {positions_kind} positions, nphotons {nphotons:g} "
+            f"{height}x{width}, {scan.meta['probe_kind']} probe, {positions_kind} positions, nphotons {nphotons:g} "
             f"(mean counts {scan.meta['mean_counts_per_pattern']:.4g}), seed {seed}, "
             f"gridsize {gridsize}, "
             f"{time.perf_counter() - started:.1f} s"

@@ -25,19 +25,22 @@ from ptychopinn_core.simulation.positions import (
     raster_positions,
     valid_position_range,
 )
-from ptychopinn_core.simulation.probe import default_probe, load_probe
+from ptychopinn_core.simulation.probe import PROBE_KINDS, default_probe, focused_probe, load_probe, make_probe
 from ptychopinn_core.simulation.scan import make_demo_scan, simulate_scan
 
 __all__ = [
     "OBJECT_KINDS",
     "POSITION_KINDS",
+    "PROBE_KINDS",
     "SAMPLE_IMAGES",
     "default_probe",
     "default_step_px",
+    "focused_probe",
     "image_object",
     "lines_object",
     "load_probe",
     "make_demo_scan",
+    "make_probe",
     "object_shape_for_scan",
     "random_positions",
     "raster_positions",

@@ -39,7 +39,7 @@ from ptychopinn_core.simulation.positions import (
     raster_positions,
     valid_position_range,
 )
-from ptychopinn_core.simulation.probe import default_probe
+from ptychopinn_core.simulation.probe import PROBE_KINDS, make_probe
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -230,6 +230,8 @@ def make_demo_scan(
     step_px: float | None = None,
     jitter_px: float | None = None,
     probe: np.ndarray | None = None,
+    probe_kind: str = "disk",
+    defocus_waves: float | None = None,
     amplitude_image: str = "camera",
     phase_image: str = "astronaut",
     meta: Mapping[str, Any] | None = None,
@@ -264,7 +266,13 @@ def make_demo_scan(
     jitter_px : float, optional
         Raster jitter half-width; default ``0.1 * step_px``. Ignored for random positions.
     probe : ndarray, complex, shape (N, N), optional
-        Probe to use; default :func:`~ptychopinn_core.simulation.probe.default_probe`.
+        Probe to use instead of one of ``probe_kind`` (``meta["probe_kind"]`` is then
+        ``"array"`` unless ``meta`` says otherwise).
+    probe_kind : {"disk", "focused"}
+        Probe built when ``probe`` is None
+        (:func:`~ptychopinn_core.simulation.probe.make_probe`).
+    defocus_waves : float, optional
+        Defocus of the ``focused`` probe (default: a footprint of radius ``11 N / 64``).
     amplitude_image, phase_image : str
         Sample pictures for ``object_kind="image"``.
     meta : mapping, optional
@@ -276,7 +284,8 @@ def make_demo_scan(
     -------
     ScanData
         As :func:`simulate_scan`, with ``meta`` also holding ``object_kind``,
-        ``probe_kind``, ``positions_kind``, ``step_px``, ``jitter_px`` and the images.
+        ``probe_kind`` (with the focused probe's ``probe_*`` parameters),
+        ``positions_kind``, ``step_px``, ``jitter_px`` and the images.
     """
     if object_kind not in OBJECT_KINDS:
         raise ValueError(
@@ -289,9 +298,14 @@ def make_demo_scan(
             f"received positions_kind={positions_kind!r}"
         )
     if probe is None:
-        probe_array, probe_kind = default_probe(size), "default"
+        probe_array, probe_record = make_probe(probe_kind, size, defocus_waves=defocus_waves)
     else:
-        probe_array, probe_kind = np.asarray(probe), "array"
+        if probe_kind != "disk" or defocus_waves is not None:
+            raise ValueError(
+                f"invalid probe arguments: give a probe array or a probe_kind ({PROBE_KINDS}), "
+                f"not both (received probe_kind={probe_kind!r}, defocus_waves={defocus_waves})"
+            )
+        probe_array, probe_record = np.asarray(probe), {"probe_kind": "array"}
         if probe_array.shape != (size, size):
             raise ValueError(
                 f"invalid probe shape: expected ({size}, {size}) for size={size}, "
@@ -305,11 +319,7 @@ def make_demo_scan(
     object_shape = object_shape_for_scan(n_positions, size, step, jitter)
     object_seed, positions_seed, counts_seed = np.random.SeedSequence(seed).spawn(3)
 
-    record: dict[str, Any] = {
-        "object_kind": object_kind,
-        "probe_kind": probe_kind,
-        "positions_kind": positions_kind,
-    }
+    record: dict[str, Any] = {"object_kind": object_kind, **probe_record, "positions_kind": positions_kind}
     if object_kind == "lines":
         obj = lines_object(object_shape, object_seed)
     else:
