@@ -56,6 +56,10 @@ class ModelConfig(_Section):
     amp_activation: Literal["sigmoid", "softplus", "relu", "swish"] = Field(
         "sigmoid", description="Activation of the amplitude head."
     )
+    architecture: Literal["encoder_decoder", "unet"] = Field(
+        "encoder_decoder",
+        description="Network: encoder_decoder (no skips) or unet (encoder features concatenated into both decoders).",
+    )
     probe_trainable: bool = Field(False, description="Refine the probe during training.")
     probe_mask: bool = Field(False, description="Circular mask of radius N/4 on the probe.")
     intensity_scale_trainable: bool = Field(False, description="Learn log(s) instead of fixing s.")

@@ -24,6 +24,16 @@ def test_defaults_are_those_of_the_physics_definition():
     assert (training.nll_weight, training.mae_weight) == (1.0, 0.0)
 
 
+def test_a_config_without_architecture_loads_as_the_encoder_decoder():
+    """Bundles written before model.architecture existed store no such key: they hold an
+    encoder_decoder network and must load as one."""
+    stored = Config().to_dict()
+    del stored["model"]["architecture"]
+    assert Config.from_dict(stored).model.architecture == "encoder_decoder"
+    assert Config.from_dict({"model": {"pattern_size": 32}}).model.architecture == "encoder_decoder"
+    assert Config().with_overrides({"model.architecture": "unet"}).model.architecture == "unet"
+
+
 def test_config_is_immutable():
     config = Config()
     with pytest.raises(pydantic.ValidationError):

@@ -41,16 +41,21 @@ def hand_network_n16(channels: int, scale: int) -> int:
     return encoder + heads + combine
 
 
-def hand_network_n64(channels: int, scale: int) -> int:
-    """N = 64: three encoder blocks, two decoders of two up-blocks (physics.md §4)."""
+def hand_network_n64(channels: int, scale: int, architecture: str = "encoder_decoder") -> int:
+    """N = 64: three encoder blocks, two decoders of two up-blocks (physics.md §3).
+
+    ``unet``: the concatenations cost nothing; up-block 1's conv0 reads 4f more channels
+    (encoder block 2, 16 x 16) and each head 2f more (encoder block 1, 32 x 32).
+    """
     f = 32 * scale
+    skip_1, skip_head = (4 * f, 2 * f) if architecture == "unet" else (0, 0)
     encoder = (
         conv(channels, f, 64) + conv(f, f, 64) + pool(f, 32)
         + conv(f, 2 * f, 32) + conv(2 * f, 2 * f, 32) + pool(2 * f, 16)
         + conv(2 * f, 4 * f, 16) + conv(4 * f, 4 * f, 16) + pool(4 * f, 8)
     )
-    decoder = conv(4 * f, 2 * f, 8) + conv(2 * f, 2 * f, 8) + conv(2 * f, f, 16) + conv(f, f, 16)
-    heads = conv(f, channels, 32, SIGMOID) + conv(f, channels, 32, PI_TANH)
+    decoder = conv(4 * f, 2 * f, 8) + conv(2 * f, 2 * f, 8) + conv(2 * f + skip_1, f, 16) + conv(f, f, 16)
+    heads = conv(f + skip_head, channels, 32, SIGMOID) + conv(f + skip_head, channels, 32, PI_TANH)
     return encoder + 2 * decoder + heads + 4 * channels * 64 * 64
 
 
@@ -69,9 +74,36 @@ def test_network_n16_matches_hand_count(gridsize, scale):
 
 @pytest.mark.parametrize("gridsize", [1, 2])
 @pytest.mark.parametrize("scale", [1, 2])
-def test_network_n64_matches_hand_count(gridsize, scale):
-    config = ModelConfig(pattern_size=64, gridsize=gridsize, n_filters_scale=scale)
-    assert network_flops(config) == hand_network_n64(gridsize**2, scale)
+@pytest.mark.parametrize("architecture", ["encoder_decoder", "unet"])
+def test_network_n64_matches_hand_count(gridsize, scale, architecture):
+    config = ModelConfig(pattern_size=64, gridsize=gridsize, n_filters_scale=scale, architecture=architecture)
+    assert network_flops(config) == hand_network_n64(gridsize**2, scale, architecture)
+
+
+def test_concat_moves_data_only():
+    layers = describe_architecture(ModelConfig(pattern_size=64, architecture="unet"))
+    concats = [layer for layer in layers if layer["op"] == "concat"]
+    assert len(concats) == 4  # two per decoder
+    assert all(layer_flops(layer) == 0 for layer in concats)
+
+
+@pytest.mark.parametrize("size", [16, 32, 64, 128])
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_unet_costs_exactly_its_wider_convolutions(size, gridsize):
+    """unet - encoder_decoder = the multiply-adds of the skip channels, nothing else: every
+    conv that reads a concatenation multiplies 9 x (encoder channels) more inputs per output
+    (2 FLOPs each); bias, activation and every other layer are the same."""
+    plain, unet = (ModelConfig(pattern_size=size, gridsize=gridsize, architecture=name)
+                   for name in ("encoder_decoder", "unet"))
+    shapes = {layer["name"]: layer for layer in describe_architecture(unet)}
+    extra = 0
+    for layer in shapes.values():
+        if layer["op"] == "concat":
+            reader = next(other for other in shapes.values() if other["inputs"] == (layer["name"],))
+            encoder_channels = layer["input_shape"][1][0]
+            extra += 2 * 9 * encoder_channels * math.prod(reader["output_shape"])
+    assert network_flops(unet) - network_flops(plain) == extra
+    assert (extra > 0) == (size > 16)  # N = 16 has no up-block: the same network
 
 
 def test_tiny_model_per_pattern_figures():

@@ -2,11 +2,13 @@
 gradients are the derivative of that loss, and its probe/scale/state bookkeeping.
 
 Every test runs once per installed framework (the ``framework`` fixture), on one small
-simulated scan (N = 16, gridsize 2, 16 positions).
+simulated scan (N = 16, gridsize 2, 16 positions; N = 32 for the unet, whose skips need
+an up-block).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -116,6 +118,24 @@ def test_gradients_are_the_derivative_of_the_loss(framework, mode: str) -> None:
 
     slope = (loss_at(+1) - loss_at(-1)) / (2 * step)
     assert slope == pytest.approx(norm, rel=0.02)
+
+
+def test_unet_trains_through_its_skips(framework) -> None:
+    """N = 32 unet: the heads read [upsampled decoder (32 channels), encoder.1 (64)];
+    gradient reaches the encoder rows of the head kernels, and the backend's own training
+    (one epoch: 3 Adam steps) lowers the loss."""
+    config = make_config(model={"pattern_size": 32, "architecture": "unet"})
+    model, data, ids = setup(framework, config)
+    diffraction, offsets = data.gather(ids)
+    before, gradients = model.loss_and_gradients(diffraction, offsets)
+    for head in ("head_amplitude", "head_phase"):
+        assert gradients[f"{head}.kernel"].shape[2] == 32 + 64
+        assert np.any(gradients[f"{head}.kernel"][:, :, 32:, :]), f"no gradient through {head}'s skip"
+    train_model = importlib.import_module(f"{framework.model.__package__}.training").train_model
+    history = train_model(model, data, config, lambda event: None)
+    assert len(history.epochs) == 1
+    after, _ = model.loss_and_gradients(diffraction, offsets)
+    assert after < before, f"training did not lower the unet's loss: {before!r} -> {after!r}"
 
 
 def test_forward_amplitude_is_the_physics_of_its_patches(framework) -> None:

@@ -15,6 +15,7 @@ from ptychopinn_core.model.parameters import (
     WeightsError,
     count_parameters,
     decoder_filters,
+    decoder_skips,
     describe_architecture,
     effective_intensity_scale,
     encoder_filters,
@@ -26,6 +27,7 @@ from ptychopinn_core.model.parameters import (
 )
 
 SIZES = [16, 32, 64, 128, 256]
+ARCHITECTURES = ["encoder_decoder", "unet"]
 
 
 def conv_count(in_channels: int, out_channels: int) -> int:
@@ -33,9 +35,16 @@ def conv_count(in_channels: int, out_channels: int) -> int:
     return 9 * in_channels * out_channels + out_channels
 
 
-def hand_count_n64(channels: int, scale: int, trainable_scale: bool = False) -> int:
-    """Parameter count of the N = 64 network, written out block by block (physics.md §4)."""
+def hand_count_n64(
+    channels: int, scale: int, trainable_scale: bool = False, architecture: str = "encoder_decoder"
+) -> int:
+    """Parameter count of the N = 64 network, written out block by block (physics.md §3).
+
+    ``unet``: up-block 1's conv0 also reads encoder block 2's 4f channels (16 x 16), the
+    heads also encoder block 1's 2f channels (32 x 32).
+    """
     f = 32 * scale
+    skip_1, skip_head = (4 * f, 2 * f) if architecture == "unet" else (0, 0)
     encoder = (
         conv_count(channels, f) + conv_count(f, f)  # block 0: 64 x 64
         + conv_count(f, 2 * f) + conv_count(2 * f, 2 * f)  # block 1: 32 x 32
@@ -43,21 +52,23 @@ def hand_count_n64(channels: int, scale: int, trainable_scale: bool = False) -> 
     )
     decoder = (
         conv_count(4 * f, 2 * f) + conv_count(2 * f, 2 * f)  # up-block 0: 8 -> 16
-        + conv_count(2 * f, f) + conv_count(f, f)  # up-block 1: 16 -> 32
+        + conv_count(2 * f + skip_1, f) + conv_count(f, f)  # up-block 1: 16 -> 32
     )
-    heads = 2 * conv_count(f, channels)
+    heads = 2 * conv_count(f + skip_head, channels)
     return encoder + 2 * decoder + heads + (1 if trainable_scale else 0)
 
 
 @pytest.mark.parametrize("gridsize", [1, 2])
 @pytest.mark.parametrize("scale", [1, 2])
 @pytest.mark.parametrize("trainable_scale", [False, True])
-def test_parameter_count_n64_matches_hand_formula(gridsize, scale, trainable_scale):
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_parameter_count_n64_matches_hand_formula(gridsize, scale, trainable_scale, architecture):
     model = ModelConfig(
-        pattern_size=64, gridsize=gridsize, n_filters_scale=scale, intensity_scale_trainable=trainable_scale
+        pattern_size=64, gridsize=gridsize, n_filters_scale=scale, intensity_scale_trainable=trainable_scale,
+        architecture=architecture,
     )
     specs = parameter_specs(model)
-    assert count_parameters(specs) == hand_count_n64(gridsize**2, scale, trainable_scale)
+    assert count_parameters(specs) == hand_count_n64(gridsize**2, scale, trainable_scale, architecture)
     assert sum(spec.size for spec in specs) == count_parameters(specs)
 
 
@@ -66,6 +77,14 @@ def test_default_parameter_count_is_the_documented_number():
     assert count_parameters(parameter_specs(ModelConfig())) == 563_874
     assert count_parameters(parameter_specs(ModelConfig(n_filters_scale=2))) == 2_252_098
     assert count_parameters(parameter_specs(ModelConfig(gridsize=2))) == hand_count_n64(4, 1) == 566_472
+    # unet, n_filters_scale 1: the numbers docs/physics.md (Architectures) and docs/bundle.md quote.
+    assert count_parameters(parameter_specs(ModelConfig(architecture="unet"))) == 638_754
+    assert count_parameters(parameter_specs(ModelConfig(gridsize=2, architecture="unet"))) == 644_808
+
+
+def test_the_default_architecture_is_the_encoder_decoder():
+    assert ModelConfig().architecture == "encoder_decoder"
+    assert not any(layer["op"] == "concat" for layer in describe_architecture(ModelConfig()))
 
 
 def test_names_and_order_for_n64():
@@ -104,6 +123,59 @@ def test_canonical_layout_is_hwio():
     assert {spec.kind for spec in specs.values()} == {"conv_kernel", "bias"}
 
 
+def test_unet_widens_only_the_kernels_that_read_a_skip():
+    """N = 64, g = 2, k = 2: up-block 1's conv0 reads 128 (upsampled) + 256 (encoder.2)
+    channels, the heads 64 + 128 (encoder.1); every other parameter keeps its shape."""
+    settings = {"pattern_size": 64, "gridsize": 2, "n_filters_scale": 2}
+    plain = {spec.name: spec for spec in parameter_specs(ModelConfig(**settings))}
+    unet = {spec.name: spec for spec in parameter_specs(ModelConfig(**settings, architecture="unet"))}
+    assert list(unet) == list(plain), "same names, same order"
+    widened = {name: unet[name].shape for name in unet if unet[name].shape != plain[name].shape}
+    assert widened == {
+        "decoder_amplitude.1.conv0.kernel": (3, 3, 128 + 256, 64),
+        "decoder_phase.1.conv0.kernel": (3, 3, 128 + 256, 64),
+        "head_amplitude.kernel": (3, 3, 64 + 128, 4),
+        "head_phase.kernel": (3, 3, 64 + 128, 4),
+    }
+
+
+@pytest.mark.parametrize("size, skips", [(16, ()), (32, (1,)), (64, (2, 1)), (128, (3, 2, 1)), (256, (4, 3, 2, 1))])
+def test_decoder_skips(size, skips):
+    # Up-block j reads encoder block L-1-j; block 0 (side N) never, the decoders end at N/2.
+    assert decoder_skips(ModelConfig(pattern_size=size, architecture="unet")) == skips
+    assert decoder_skips(ModelConfig(pattern_size=size)) == (None,) * len(skips)
+
+
+def test_unet_at_n16_is_the_encoder_decoder():
+    """No up-block, so no skip: the same parameters and layers."""
+    plain, unet = (ModelConfig(pattern_size=16, gridsize=2, architecture=name) for name in ARCHITECTURES)
+    assert parameter_specs(unet) == parameter_specs(plain)
+    assert describe_architecture(unet) == describe_architecture(plain)
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_unet_skips_concatenate_the_pre_pool_features_of_the_same_side(size):
+    model = ModelConfig(pattern_size=size, gridsize=2, architecture="unet")
+    layers = {layer["name"]: layer for layer in describe_architecture(model)}
+    levels = n_levels(size)
+    encoded = encoder_filters(model)
+    for branch in ("amplitude", "phase"):
+        for block, filters in enumerate(decoder_filters(model)):
+            skip = layers[f"decoder_{branch}.{block}.skip"]
+            source = f"encoder.{levels - 1 - block}.conv1"
+            assert skip["op"] == "concat"
+            assert skip["inputs"] == (f"decoder_{branch}.{block}.upsample", source)  # decoder first
+            side = 8 * 2 ** (block + 1)
+            assert layers[source]["output_shape"] == (encoded[levels - 1 - block], side, side)
+            assert skip["input_shape"] == ((filters, side, side), layers[source]["output_shape"])
+            assert skip["output_shape"] == (filters + encoded[levels - 1 - block], side, side)
+            assert skip["parameters"] == ()
+            reader = f"decoder_{branch}.{block + 1}.conv0" if block < levels - 2 else f"head_{branch}"
+            assert layers[reader]["inputs"] == (skip["name"],)
+    # Encoder block 0's features (side N) are never a skip.
+    assert not any("encoder.0.conv1" in layer["inputs"] for layer in layers.values() if layer["op"] == "concat")
+
+
 def test_n16_heads_act_on_the_bottleneck():
     model = ModelConfig(pattern_size=16, gridsize=2, n_filters_scale=1)
     specs = {spec.name: spec for spec in parameter_specs(model)}
@@ -117,13 +189,17 @@ def test_n16_heads_act_on_the_bottleneck():
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("gridsize", [1, 2])
-def test_architecture_shapes_chain(size, gridsize):
-    model = ModelConfig(pattern_size=size, gridsize=gridsize, n_filters_scale=1, amp_activation="softplus")
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_architecture_shapes_chain(size, gridsize, architecture):
+    model = ModelConfig(pattern_size=size, gridsize=gridsize, n_filters_scale=1, amp_activation="softplus",
+                        architecture=architecture)
     channels = gridsize**2
     layers = describe_architecture(model)
     outputs = {"diffraction": (channels, size, size)}
     specs = {spec.name: spec for spec in parameter_specs(model)}
     for layer in layers:
+        # Every input is an earlier layer's output (or the network input).
+        assert all(name in outputs for name in layer["inputs"]), layer["name"]
         received = tuple(outputs[name] for name in layer["inputs"])
         assert layer["input_shape"] == (received[0] if len(received) == 1 else received), layer["name"]
         c_in, h_in, w_in = received[0]
@@ -141,6 +217,10 @@ def test_architecture_shapes_chain(size, gridsize):
             assert (c_out, h_out, w_out) == (c_in, 2 * h_in, 2 * w_in)
         elif op == "zero_pad":
             assert (h_in, w_in) == (size // 2, size // 2) and (h_out, w_out) == (size, size)
+        elif op == "concat":
+            # Channels add up; every input has the output's side.
+            assert len(received) == 2 and c_out == sum(shape[0] for shape in received)
+            assert all(shape[1:] == (h_out, w_out) for shape in received)
         else:
             assert op == "complex_combine" and layer["inputs"] == ("pad_amplitude", "pad_phase")
         outputs[layer["name"]] = layer["output_shape"]
@@ -151,6 +231,8 @@ def test_architecture_shapes_chain(size, gridsize):
     # Listing order is parameter order: the layers own every parameter exactly once, in order.
     owned = [name for layer in layers for name in layer["parameters"]]
     assert owned == [spec.name for spec in parameter_specs(model)]
+    concats = [layer for layer in layers if layer["op"] == "concat"]
+    assert len(concats) == (2 * (n_levels(size) - 1) if architecture == "unet" else 0)
 
 
 def test_parameter_spec_size_and_validation():
@@ -252,17 +334,27 @@ def architecture_rows(model: ModelConfig) -> list[str]:
     rows = []
     for layer in describe_architecture(model):
         shape_in = layer["input_shape"]
-        shown_in = " + ".join(map(str, shape_in)) if layer["op"] == "complex_combine" else str(shape_in)
+        shown_in = " + ".join(map(str, shape_in)) if len(layer["inputs"]) > 1 else str(shape_in)
         kernel = f"`{specs[layer['parameters'][0]].shape}`" if layer["parameters"] else ""
         rows.append(f"| `{layer['name']}` | {layer['op']} | {shown_in} | {layer['output_shape']} | {kernel} |")
     return rows
+
+
+def unet_rows() -> list[str]:
+    """The rows of the N = 64 unet that differ from the encoder_decoder's."""
+    plain = set(architecture_rows(ModelConfig(pattern_size=64)))
+    return [row for row in architecture_rows(ModelConfig(pattern_size=64, architecture="unet")) if row not in plain]
 
 
 def test_docs_show_the_n64_architecture():
     text = DOC.read_text()
     missing = [row for row in architecture_rows(ModelConfig(pattern_size=64)) if row not in text]
     assert not missing, "docs/bundle.md is stale; regenerate rows:\n" + "\n".join(missing)
+    missing = [row for row in unet_rows() if row not in text]
+    assert not missing, "docs/bundle.md is stale; regenerate the unet rows:\n" + "\n".join(missing)
 
 
-if __name__ == "__main__":  # regenerate the table: python tests/test_model_parameters.py
+if __name__ == "__main__":  # regenerate the tables: python tests/test_model_parameters.py
     print("\n".join(architecture_rows(ModelConfig(pattern_size=64))))
+    print()
+    print("\n".join(unet_rows()))

@@ -3,7 +3,8 @@ and agreement with a plain numpy forward pass of the same weights.
 
 Every test runs once per installed framework (the ``framework`` fixture). The numpy
 network below follows ``describe_architecture`` op by op (cross-correlation with 'same'
-zero padding, ReLU, 2x2 max-pool, nearest 2x upsampling, the heads' activations) in
+zero padding, ReLU, 2x2 max-pool, nearest 2x upsampling, the unet's channel
+concatenations, the heads' activations) in
 float64 with the canonical HWIO kernels as they are (no transposes), so agreeing with
 it pins down each backend's layout conversion, padding, pooling/upsampling
 conventions and heads. Both backends in float32 must agree with it to ``TOLERANCES["network"]`` (1e-5):
@@ -67,7 +68,7 @@ ACTIVATIONS = {
 
 
 def numpy_forward(weights: dict[str, np.ndarray], model_config: ModelConfig, diffraction: np.ndarray):
-    """docs/physics.md §4 in float64, read off describe_architecture's layer list."""
+    """docs/physics.md §3 in float64, read off describe_architecture's layer list."""
     w = {name: value.astype(np.float64) for name, value in weights.items()}
     outputs = {"diffraction": diffraction.astype(np.float64)}
     for layer in describe_architecture(model_config):
@@ -75,7 +76,9 @@ def numpy_forward(weights: dict[str, np.ndarray], model_config: ModelConfig, dif
         if op in ("zero_pad", "complex_combine"):
             continue
         source = outputs[layer["inputs"][0]]
-        if op == "maxpool2x2":
+        if op == "concat":  # (B, C, H, W): channels are axis 1, in the order of the inputs
+            result = np.concatenate([outputs[source_name] for source_name in layer["inputs"]], axis=1)
+        elif op == "maxpool2x2":
             batch, channels, height, width = source.shape
             result = source.reshape(batch, channels, height // 2, 2, width // 2, 2).max(axis=(3, 5))
         elif op == "upsample2x_nearest":
@@ -91,10 +94,11 @@ def numpy_forward(weights: dict[str, np.ndarray], model_config: ModelConfig, dif
 
 
 @functools.cache
-def oracle_case(size: int, gridsize: int, activation: str):
+def oracle_case(size: int, gridsize: int, activation: str, architecture: str = "encoder_decoder"):
     """Config, weights, input and the numpy oracle's output of one case, computed once for
     both frameworks."""
-    model_config = ModelConfig(pattern_size=size, gridsize=gridsize, n_filters_scale=1, amp_activation=activation)
+    model_config = ModelConfig(pattern_size=size, gridsize=gridsize, n_filters_scale=1, amp_activation=activation,
+                               architecture=architecture)
     weights = random_weights(model_config, seed=size + gridsize)
     diffraction = np.random.default_rng(size).uniform(0, 2, size=(3, gridsize**2, size, size)).astype(np.float32)
     return model_config, weights, diffraction, numpy_forward(weights, model_config, diffraction)
@@ -110,6 +114,7 @@ def oracle_case(size: int, gridsize: int, activation: str):
           for size in (16, 64, 128) for gridsize in (1, 2)),
         {"pattern_size": 16, "gridsize": 2, "n_filters_scale": 1, "intensity_scale_trainable": True},
         {"pattern_size": 128, "gridsize": 2, "n_filters_scale": 1},
+        {"pattern_size": 64, "gridsize": 2, "architecture": "unet", "intensity_scale_trainable": True},
     ],
     ids=lambda settings: "-".join(f"{value}" for value in settings.values()),
 )
@@ -129,8 +134,10 @@ def test_parameters_are_the_canonical_list(framework, settings) -> None:
 
 
 @pytest.mark.parametrize("gridsize", [1, 2])
-def test_canonical_weights_round_trip_bit_exact(framework, gridsize: int) -> None:
-    model_config = ModelConfig(pattern_size=32, gridsize=gridsize, n_filters_scale=1, intensity_scale_trainable=True)
+@pytest.mark.parametrize("architecture", ["encoder_decoder", "unet"])
+def test_canonical_weights_round_trip_bit_exact(framework, gridsize: int, architecture: str) -> None:
+    model_config = ModelConfig(pattern_size=32, gridsize=gridsize, n_filters_scale=1, intensity_scale_trainable=True,
+                               architecture=architecture)
     weights = random_weights(model_config, seed=3)
     weights["encoder.0.conv0.bias"][0] = -0.0  # the sign of zero survives too
     weights["log_intensity_scale"] = np.array(0.25, dtype=np.float32)
@@ -186,6 +193,44 @@ def test_network_matches_numpy_oracle(framework, size: int, gridsize: int, activ
     amplitude, phase = framework.run_network(build(framework, model_config, weights), diffraction)
     assert relative_error(amplitude, expected_amplitude) <= NETWORK_TOLERANCE
     assert relative_error(phase, expected_phase) <= NETWORK_TOLERANCE
+
+
+@pytest.mark.parametrize("size", [32, 64])  # 32: the head reads a skip; 64: an up-block's conv0 too
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_unet_matches_numpy_oracle(framework, size: int, gridsize: int) -> None:
+    """The skips' order (decoder channels, then encoder) and sources are numbers here, not
+    shapes: a swapped concatenation or a post-pool source changes every output."""
+    model_config, weights, diffraction, (expected_amplitude, expected_phase) = oracle_case(
+        size, gridsize, "sigmoid", "unet"
+    )
+    amplitude, phase = framework.run_network(build(framework, model_config, weights), diffraction)
+    assert relative_error(amplitude, expected_amplitude) <= NETWORK_TOLERANCE
+    assert relative_error(phase, expected_phase) <= NETWORK_TOLERANCE
+
+
+def test_unet_without_its_skip_channels_is_the_encoder_decoder(framework) -> None:
+    """Zero the kernel rows that read the encoder's channels of each concatenation: the
+    unet then computes the encoder_decoder whose kernels are the remaining (decoder)
+    rows, which come first. And the skips do change the output when they are not zero."""
+    plain_config = ModelConfig(pattern_size=64, gridsize=2, n_filters_scale=1)
+    unet_config = ModelConfig(pattern_size=64, gridsize=2, n_filters_scale=1, architecture="unet")
+    unet_weights = random_weights(unet_config, seed=5)
+    cut, plain_weights = dict(unet_weights), {}
+    for spec in parameter_specs(plain_config):
+        value = unet_weights[spec.name]
+        if value.shape != spec.shape:  # a kernel reading a concatenation: (3, 3, decoder + encoder, out)
+            decoder_rows = spec.shape[2]
+            cut[spec.name] = value.copy()
+            cut[spec.name][:, :, decoder_rows:, :] = 0
+            value = value[:, :, :decoder_rows, :].copy()
+        plain_weights[spec.name] = value
+    diffraction = np.random.default_rng(4).uniform(0, 2, size=(2, 4, 64, 64)).astype(np.float32)
+    expected = framework.run_network(build(framework, plain_config, plain_weights), diffraction)
+    without_skips = framework.run_network(build(framework, unet_config, cut), diffraction)
+    with_skips = framework.run_network(build(framework, unet_config, unet_weights), diffraction)
+    for plain, unet, full in zip(expected, without_skips, with_skips):
+        assert relative_error(unet, plain) <= NETWORK_TOLERANCE
+        assert relative_error(full, plain) > 1e-3
 
 
 def test_network_is_deterministic_and_batch_independent(framework) -> None:

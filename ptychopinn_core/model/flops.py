@@ -14,8 +14,9 @@ Conventions
 - conv3x3 'same', ``(Cin, H, W) -> (Cout, H, W)``: ``2 * 9 * Cin * Cout * H * W``
   (the zero border is counted, as frameworks compute it) plus ``Cout * H * W`` for the
   bias and the activation's cost per output element (:data:`ACTIVATION_FLOPS`).
-- max-pool 2x2: 3 compares per output element; nearest upsampling and zero padding
-  move data only (0).
+- max-pool 2x2: 3 compares per output element; nearest upsampling, zero padding and
+  the ``unet`` skip concatenation (``concat``) move data only (0). A skip costs its
+  FLOPs in the conv that reads the concatenation, through that conv's wider input.
 - Bilinear translation: 4 taps per output pixel, each a weight product (1) and a
   weighted value, accumulated: 11 FLOPs per real pixel, 18 per complex pixel.
 - Complex 2-D FFT of ``N x N``: ``5 * N**2 * log2(N**2)`` (the usual radix-2 count);
@@ -98,7 +99,7 @@ def layer_flops(layer: dict) -> int:
         return 2 * multiply_adds + outputs + ACTIVATION_FLOPS[activation] * outputs
     if op == "maxpool2x2":
         return 3 * math.prod(layer["output_shape"])
-    if op in ("upsample2x_nearest", "zero_pad"):
+    if op in ("upsample2x_nearest", "zero_pad", "concat"):
         return 0
     if op == "complex_combine":
         return 4 * math.prod(layer["output_shape"])  # cos, sin, 2 multiplies
@@ -225,7 +226,7 @@ def model_flops(model_config: ModelConfig) -> ModelFlops:
     --------
     >>> from ptychopinn_core.config import ModelConfig
     >>> round(model_flops(ModelConfig(pattern_size=64)).inference / 1e9, 2)  # GFLOP per pattern
-    1.44
+    0.36
     """
     channels = model_config.group_size
     return ModelFlops(

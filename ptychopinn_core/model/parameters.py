@@ -1,4 +1,4 @@
-"""The canonical, framework-neutral parameter list of the PINN network (physics.md §4).
+"""The canonical, framework-neutral parameter list of the PINN network (physics.md §3).
 
 Both backends build their network from :func:`parameter_specs` and exchange weights
 as ``{name: float32 ndarray}`` in the layout fixed here; each converts to its native
@@ -19,6 +19,23 @@ Architecture (``N`` = pattern size, ``C = gridsize**2``, ``k = n_filters_scale``
 - ``N = 16`` has ``L = 1`` and no up-blocks: the 8 x 8 bottleneck already is
   ``N/2 x N/2``, so both heads act directly on the encoder output (``32 * k``
   channels).
+
+``model.architecture`` chooses how the decoders see the encoder:
+
+- ``encoder_decoder`` (the list above): the decoders read only the 8 x 8 bottleneck.
+- ``unet``: the same blocks plus skip connections. Encoder block ``i``'s features
+  before its max-pool (``encoder.{i}.conv1``) have side ``N / 2**i``; after up-block
+  ``j``'s upsample the side is ``8 * 2**(j+1)``, that of encoder block ``L-1-j``. The
+  upsampled output is concatenated along channels with those encoder features
+  (decoder channels first, then encoder channels) in a layer ``decoder_{branch}.{j}.skip``,
+  and the concatenation is what up-block ``j+1``'s ``conv0`` (or, after the last
+  up-block, the head) reads. Both decoders get the skips from the one shared encoder.
+  Encoder block 0 (side ``N``) is never a skip: the decoders end at ``N/2``. Only the
+  ``in`` channels of the kernels that read a concatenation grow (``D_j + 2 * D_j``
+  with ``D_j`` the up-block's filters, since encoder block ``L-1-j`` has twice as
+  many); names and order stay. For ``N = 16`` (no up-blocks) ``unet`` equals
+  ``encoder_decoder``. Why: the bottleneck keeps only 8 x 8 positions, and a skip
+  gives the decoders the encoder's finer features at each resolution.
 
 Canonical layout
 ----------------
@@ -58,6 +75,7 @@ __all__ = [
     "WeightsTypeError",
     "count_parameters",
     "decoder_filters",
+    "decoder_skips",
     "describe_architecture",
     "effective_intensity_scale",
     "encoder_filters",
@@ -178,6 +196,20 @@ def decoder_filters(model_config: ModelConfig) -> tuple[int, ...]:
     return tuple(BASE_FILTERS * 2 ** (levels - 2 - j) * model_config.n_filters_scale for j in range(levels - 1))
 
 
+def decoder_skips(model_config: ModelConfig) -> tuple[int | None, ...]:
+    """Per decoder up-block ``j``: the encoder block whose pre-pool features are
+    concatenated to the up-block's upsampled output, or None (no skip).
+
+    ``L - 1 - j`` for every up-block in ``unet`` (the encoder block of the same side),
+    all None in ``encoder_decoder``; empty for ``N = 16`` (no up-blocks). One entry per
+    :func:`decoder_filters` entry, so the two zip together.
+    """
+    model_config = _check_model_config(model_config)
+    levels = n_levels(model_config.pattern_size)
+    unet = model_config.architecture == "unet"
+    return tuple(levels - 1 - j if unet else None for j in range(levels - 1))
+
+
 def _conv_specs(prefix: str, in_channels: int, out_channels: int) -> list[ParameterSpec]:
     return [
         ParameterSpec(f"{prefix}.kernel", (KERNEL_SIZE, KERNEL_SIZE, in_channels, out_channels), "conv_kernel"),
@@ -192,7 +224,8 @@ def parameter_specs(model_config: ModelConfig) -> tuple[ParameterSpec, ...]:
     ----------
     model_config : ModelConfig
         ``pattern_size`` N, ``gridsize`` g (C = g*g channels in and out),
-        ``n_filters_scale``, ``intensity_scale_trainable``.
+        ``n_filters_scale``, ``architecture`` (``unet`` widens the kernels that read a
+        skip concatenation), ``intensity_scale_trainable``.
 
     Returns
     -------
@@ -211,17 +244,18 @@ def parameter_specs(model_config: ModelConfig) -> tuple[ParameterSpec, ...]:
     channels = model_config.group_size
     specs: list[ParameterSpec] = []
     previous = channels
-    for block, filters in enumerate(encoder_filters(model_config)):
+    encoder_widths = encoder_filters(model_config)
+    for block, filters in enumerate(encoder_widths):
         specs += _conv_specs(f"encoder.{block}.conv0", previous, filters)
         specs += _conv_specs(f"encoder.{block}.conv1", filters, filters)
         previous = filters
     bottleneck = previous
     for branch in ("amplitude", "phase"):
         previous = bottleneck
-        for block, filters in enumerate(decoder_filters(model_config)):
+        for block, (filters, skip) in enumerate(zip(decoder_filters(model_config), decoder_skips(model_config))):
             specs += _conv_specs(f"decoder_{branch}.{block}.conv0", previous, filters)
             specs += _conv_specs(f"decoder_{branch}.{block}.conv1", filters, filters)
-            previous = filters
+            previous = filters + (0 if skip is None else encoder_widths[skip])
     head_in = previous  # the same for both branches: their decoders are identical in shape
     for branch in ("amplitude", "phase"):
         specs += _conv_specs(f"head_{branch}", head_in, channels)
@@ -243,6 +277,10 @@ def describe_architecture(model_config: ModelConfig) -> list[dict[str, Any]]:
     layer order and shapes against this list. Layers are listed in the order of
     :func:`parameter_specs` (encoder, amplitude decoder, phase decoder, heads), so
     concatenating the ``parameters`` of all layers gives the canonical names in order.
+    A layer may read any earlier layer's output, not only the previous one: in
+    ``unet`` each ``decoder_{branch}.{j}.skip`` reads its up-block's upsample and the
+    pre-pool features ``encoder.{L-1-j}.conv1`` (module docstring), so an interpreter
+    keeps every output by name.
 
     Parameters
     ----------
@@ -257,11 +295,12 @@ def describe_architecture(model_config: ModelConfig) -> list[dict[str, Any]]:
         - ``op``: ``"conv3x3_relu"``, ``"maxpool2x2"``, ``"upsample2x_nearest"``,
           ``"conv3x3_<activation>"`` for a head (activation ``sigmoid``,
           ``softplus``, ``relu``, ``swish`` or ``pi_tanh``), ``"zero_pad"`` (``N/4``
-          zeros per side) or ``"complex_combine"`` (``A * exp(i * phi)``);
+          zeros per side), ``"concat"`` (channel concatenation of its inputs, in
+          order; ``unet`` only) or ``"complex_combine"`` (``A * exp(i * phi)``);
         - ``inputs``: tuple of the layer names whose outputs this layer reads
           (``"diffraction"`` = the network input ``(C, N, N)``);
-        - ``input_shape`` (for ``complex_combine`` the pair of amplitude and phase
-          shapes) and ``output_shape``;
+        - ``input_shape`` (for ``concat`` and ``complex_combine``, which read two
+          layers, the pair of their shapes) and ``output_shape``;
         - ``parameters``: the canonical parameter names the layer owns (may be empty).
     """
     model_config = _check_model_config(model_config)
@@ -270,13 +309,16 @@ def describe_architecture(model_config: ModelConfig) -> list[dict[str, Any]]:
     layers: list[dict[str, Any]] = []
     shapes: dict[str, tuple] = {"diffraction": (channels, size, size)}
 
-    def add(name: str, op: str, source: str, shape_out: tuple, parameters: tuple[str, ...] = ()) -> str:
+    def add(name: str, op: str, source: str | tuple[str, ...], shape_out: tuple,
+            parameters: tuple[str, ...] = ()) -> str:
+        sources = (source,) if isinstance(source, str) else source
+        shape_in = shapes[source] if isinstance(source, str) else tuple(shapes[name] for name in sources)
         layers.append(
             {
                 "name": name,
                 "op": op,
-                "inputs": (source,),
-                "input_shape": shapes[source],
+                "inputs": sources,
+                "input_shape": shape_in,
                 "output_shape": shape_out,
                 "parameters": parameters,
             }
@@ -292,6 +334,10 @@ def describe_architecture(model_config: ModelConfig) -> list[dict[str, Any]]:
         channels_in, height, width = shapes[source]
         return add(name, op, source, (channels_in, int(height * factor), int(width * factor)))
 
+    def concat(name: str, sources: tuple[str, ...]) -> str:
+        _, height, width = shapes[sources[0]]
+        return add(name, "concat", sources, (sum(shapes[source][0] for source in sources), height, width))
+
     previous = "diffraction"
     for block, filters in enumerate(encoder_filters(model_config)):
         previous = conv(f"encoder.{block}.conv0", "conv3x3_relu", previous, filters)
@@ -302,10 +348,12 @@ def describe_architecture(model_config: ModelConfig) -> list[dict[str, Any]]:
     decoded = {}
     for branch in ("amplitude", "phase"):
         previous = bottleneck
-        for block, filters in enumerate(decoder_filters(model_config)):
+        for block, (filters, skip) in enumerate(zip(decoder_filters(model_config), decoder_skips(model_config))):
             previous = conv(f"decoder_{branch}.{block}.conv0", "conv3x3_relu", previous, filters)
             previous = conv(f"decoder_{branch}.{block}.conv1", "conv3x3_relu", previous, filters)
             previous = resize(f"decoder_{branch}.{block}.upsample", "upsample2x_nearest", previous, 2)
+            if skip is not None:
+                previous = concat(f"decoder_{branch}.{block}.skip", (previous, f"encoder.{skip}.conv1"))
         decoded[branch] = previous
 
     activations = {"amplitude": model_config.amp_activation, "phase": _PHASE_ACTIVATION}
@@ -313,16 +361,7 @@ def describe_architecture(model_config: ModelConfig) -> list[dict[str, Any]]:
         conv(f"head_{branch}", f"conv3x3_{activations[branch]}", decoded[branch], channels)
     for branch in ("amplitude", "phase"):
         add(f"pad_{branch}", "zero_pad", f"head_{branch}", (channels, size, size))
-    layers.append(
-        {
-            "name": "combine",
-            "op": "complex_combine",
-            "inputs": ("pad_amplitude", "pad_phase"),
-            "input_shape": (shapes["pad_amplitude"], shapes["pad_phase"]),
-            "output_shape": (channels, size, size),
-            "parameters": (),
-        }
-    )
+    add("combine", "complex_combine", ("pad_amplitude", "pad_phase"), (channels, size, size))
     return layers
 
 

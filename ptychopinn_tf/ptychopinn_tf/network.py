@@ -1,4 +1,4 @@
-"""The encoder/decoder network of docs/physics.md §4 in TensorFlow.
+"""The network of docs/physics.md §3 (``encoder_decoder`` or ``unet``) in TensorFlow.
 
 Built layer by layer from the core's description
 (:func:`ptychopinn_core.model.parameters.describe_architecture`) with one plain
@@ -15,6 +15,8 @@ Ops (the ``op`` names of ``describe_architecture``):
 - ``conv3x3_relu``: ``relu(conv2d(x, K, stride 1, 'SAME' zero padding) + b)``;
 - ``maxpool2x2``: max over 2 x 2 windows, stride 2;
 - ``upsample2x_nearest``: every pixel repeated 2 x 2 (nearest neighbour);
+- ``concat`` (``unet``'s skips): the inputs, in order, concatenated along channels
+  (the last axis in NHWC, the first of describe_architecture's channel-first shapes);
 - heads ``conv3x3_<act>``: conv + bias, then ``sigmoid`` | ``softplus`` | ``relu`` |
   ``swish`` (``x * sigmoid(x)``) for the amplitude, ``pi * tanh`` for the phase.
 
@@ -68,10 +70,10 @@ class PinnNetwork(tf.Module):
     Parameters
     ----------
     model_config : ModelConfig
-        ``pattern_size``, ``gridsize``, ``n_filters_scale``, ``amp_activation`` and
-        ``intensity_scale_trainable`` (which adds the scalar ``log_intensity_scale``; the
-        network holds it so that :func:`canonical_weights` is the complete canonical
-        list, but only the model's loss reads it).
+        ``pattern_size``, ``gridsize``, ``n_filters_scale``, ``amp_activation``,
+        ``architecture`` and ``intensity_scale_trainable`` (which adds the scalar
+        ``log_intensity_scale``; the network holds it so that :func:`canonical_weights`
+        is the complete canonical list, but only the model's loss reads it).
     dtype : tf.DType
         float32 (default) or float64 (``execution.precision = "64"``).
 
@@ -117,11 +119,14 @@ class PinnNetwork(tf.Module):
         amplitude, phase : tf.Tensor, the network's dtype, shape (B, C, N/2, N/2)
             Head outputs after their activations (phase in ``(-pi, pi)``).
         """
+        # Every output is kept by name: a unet skip reads an encoder layer's output later.
         outputs = {"diffraction": tf.transpose(tf.cast(diffraction, self.dtype), [0, 2, 3, 1])}
         for layer in self._layers:
             values = outputs[layer["inputs"][0]]
             op = layer["op"]
-            if op == "maxpool2x2":
+            if op == "concat":
+                values = tf.concat([outputs[name] for name in layer["inputs"]], axis=-1)
+            elif op == "maxpool2x2":
                 values = tf.nn.max_pool2d(values, ksize=2, strides=2, padding="VALID")
             elif op == "upsample2x_nearest":
                 values = tf.repeat(tf.repeat(values, 2, axis=1), 2, axis=2)

@@ -1,4 +1,4 @@
-"""The encoder/decoder network of docs/physics.md §4 as a ``torch.nn.Module``.
+"""The network of docs/physics.md §3 (``encoder_decoder`` or ``unet``) as a ``torch.nn.Module``.
 
 Built from the core's canonical parameter list
 (:func:`ptychopinn_core.model.parameters.parameter_specs`); the module names are the
@@ -13,7 +13,10 @@ Layers (``N`` pattern side, ``C = gridsize**2``, ``L = log2(N / 8)``):
 - encoder block ``i``: conv3x3 'same' (zero padding 1) + bias, ReLU, conv3x3 + ReLU,
   max-pool 2x2 stride 2;
 - decoders ``amplitude`` and ``phase``, ``L - 1`` up-blocks each: conv3x3 + ReLU,
-  conv3x3 + ReLU, nearest-neighbour upsample x2;
+  conv3x3 + ReLU, nearest-neighbour upsample x2; in ``unet`` the upsampled output of
+  up-block ``j`` is then concatenated along channels (``dim=1``; decoder channels
+  first) with encoder block ``L-1-j``'s features before its max-pool
+  (:func:`~ptychopinn_core.model.parameters.decoder_skips`);
 - heads: conv3x3 to ``C`` channels, amplitude activation from
   ``model.amp_activation`` (sigmoid | softplus | relu | swish = ``x * sigmoid(x)``),
   phase ``pi * tanh``.
@@ -37,6 +40,7 @@ from ptychopinn_core.model.parameters import (
     KERNEL_SIZE,
     PARAMETER_DTYPE,
     decoder_filters,
+    decoder_skips,
     encoder_filters,
     parameter_specs,
     validate_weights,
@@ -70,18 +74,20 @@ def _amplitude_activation(name: str):
 
 
 class _Block(nn.Module):
-    """Two conv3x3 + ReLU layers (``conv0``, ``conv1``) followed by a resampling step."""
+    """Two conv3x3 + ReLU layers (``conv0``, ``conv1``); the caller resamples.
 
-    def __init__(self, in_channels: int, filters: int, resample) -> None:
+    The resampling is left to :class:`PinnNetwork` because ``unet`` needs an encoder
+    block's features before its max-pool.
+    """
+
+    def __init__(self, in_channels: int, filters: int) -> None:
         super().__init__()
         self.conv0 = _conv(in_channels, filters)
         self.conv1 = _conv(filters, filters)
-        self._resample = resample
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         values = torch.relu(self.conv0(values))
-        values = torch.relu(self.conv1(values))
-        return self._resample(values)
+        return torch.relu(self.conv1(values))
 
 
 def _max_pool(values: torch.Tensor) -> torch.Tensor:
@@ -94,12 +100,13 @@ def _upsample(values: torch.Tensor) -> torch.Tensor:
 
 
 class PinnNetwork(nn.Module):
-    """Encoder, two decoders and two heads (docs/physics.md §4).
+    """Encoder, two decoders and two heads (docs/physics.md §3).
 
     Parameters
     ----------
     model_config : ModelConfig
-        ``pattern_size``, ``gridsize``, ``n_filters_scale``, ``amp_activation``;
+        ``pattern_size``, ``gridsize``, ``n_filters_scale``, ``amp_activation``,
+        ``architecture`` (``unet`` adds the skip concatenations);
         ``intensity_scale_trainable`` adds the scalar parameter ``log_intensity_scale``
         (a canonical parameter, used by the physics, not by :meth:`forward`).
     name : str
@@ -122,18 +129,21 @@ class PinnNetwork(nn.Module):
         channels = model_config.group_size
         previous = channels
         encoder = []
-        for filters in encoder_filters(model_config):
-            encoder.append(_Block(previous, filters, _max_pool))
+        encoder_widths = encoder_filters(model_config)
+        for filters in encoder_widths:
+            encoder.append(_Block(previous, filters))
             previous = filters
         self.encoder = nn.ModuleList(encoder)
         bottleneck = previous
+        # Per up-block: the encoder block concatenated after its upsample, or None.
+        self._skips = decoder_skips(model_config)
         decoders = {}
         for branch in ("amplitude", "phase"):
             previous = bottleneck
             blocks = []
-            for filters in decoder_filters(model_config):
-                blocks.append(_Block(previous, filters, _upsample))
-                previous = filters
+            for filters, skip in zip(decoder_filters(model_config), self._skips):
+                blocks.append(_Block(previous, filters))
+                previous = filters + (0 if skip is None else encoder_widths[skip])
             decoders[branch] = nn.ModuleList(blocks)
         self.decoder_amplitude = decoders["amplitude"]
         self.decoder_phase = decoders["phase"]
@@ -160,17 +170,26 @@ class PinnNetwork(nn.Module):
             ``A = activation(head_amplitude(...))`` and ``phi = pi * tanh(head_phase(...))``.
         """
         features = diffraction
-        for block in self.encoder:
+        skipped = {}  # pre-pool features of the encoder blocks a skip reads (unet only)
+        for index, block in enumerate(self.encoder):
             features = block(features)
-        amplitude = features
-        for block in self.decoder_amplitude:
-            amplitude = block(amplitude)
-        phase = features
-        for block in self.decoder_phase:
-            phase = block(phase)
+            if index in self._skips:
+                skipped[index] = features
+            features = _max_pool(features)
+        amplitude = self._decode(self.decoder_amplitude, features, skipped)
+        phase = self._decode(self.decoder_phase, features, skipped)
         amplitude = self._amplitude_activation(self.head_amplitude(amplitude))
         phase = math.pi * torch.tanh(self.head_phase(phase))
         return amplitude, phase
+
+    def _decode(self, blocks: nn.ModuleList, features: torch.Tensor,
+                skipped: dict[int, torch.Tensor]) -> torch.Tensor:
+        """One decoder: each up-block, upsampled, then concatenated with its skip if any."""
+        for block, skip in zip(blocks, self._skips):
+            features = _upsample(block(features))
+            if skip is not None:
+                features = torch.cat((features, skipped[skip]), dim=1)
+        return features
 
 
 def _torch_name(canonical_name: str) -> str:
