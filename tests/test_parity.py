@@ -1,15 +1,17 @@
 """Cross-backend parity (design.md §7, docs/parity.md): every level held to its tolerance.
 
-One parity run over the installed backends (gridsize 1 and 2, PINN and supervised, N = 64,
-the first 20 training steps, each backend's bundle reconstructed by the others) feeds the
-level tests below. Without two real backends they skip; `ptychopinn parity` itself is
-run once through the CLI, and once against a backend that computes something else, to
-show that a difference is caught.
+One parity run over the installed backends (encoder_decoder, gridsize 1 and 2, PINN and
+supervised, N = 64, the first 20 training steps, each backend's bundle reconstructed by
+the others) feeds the level tests below. Without two real backends they skip;
+`ptychopinn parity` itself is run once through the CLI on the unet (so every level sees
+the skip connections too, at no extra run), and once against a backend that computes
+something else, to show that a difference is caught.
 """
 
 from __future__ import annotations
 
 import itertools
+import typing
 
 import json
 import subprocess
@@ -20,9 +22,10 @@ import pytest
 from conftest import FAKE_BACKEND_ROOT, pythonpath_env
 
 from ptychopinn_core.backends import BackendRegistry
-from ptychopinn_core.config import Config
+from ptychopinn_core.config import Config, ModelConfig
 from ptychopinn_core.data import write_scan
 from ptychopinn_core.parity import TOLERANCES, ParityCase, parity_cases, run_parity
+from ptychopinn_core.parity.runner import _case_config
 from ptychopinn_core.simulation.scan import make_demo_scan
 
 _REGISTRY = BackendRegistry.discover()
@@ -31,7 +34,23 @@ needs_two = pytest.mark.skipif(len(_REAL) < 2, reason="needs two installed backe
 
 STEPS = 20
 BATCH = 8
-CASES = parity_cases((1, 2), ("pinn", "supervised"))
+#: The full report runs the default architecture; the unet goes through the CLI test.
+CASES = parity_cases((1, 2), ("pinn", "supervised"), ("encoder_decoder",))
+ARCHITECTURES = typing.get_args(ModelConfig.model_fields["architecture"].annotation)
+
+
+def test_cases_cover_every_architecture():
+    """By default parity compares every value of model.architecture, and each case's
+    configuration builds that architecture."""
+    cases = parity_cases((1, 2), ("pinn",))
+    assert {case.architecture for case in cases} == set(ARCHITECTURES) == {"encoder_decoder", "unet"}
+    assert len(cases) == 2 * len(ARCHITECTURES)
+    assert len({case.label for case in cases}) == len(cases), "labels tell the cases apart"
+    assert ParityCase(2, "pinn", "unet").label == "gridsize 2, pinn, unet"
+    assert ParityCase(1, "pinn").architecture == ModelConfig().architecture
+    for case in cases:
+        config = _case_config(_config(), case, "32", steps=2, n_positions=40)
+        assert (config.model.architecture, config.model.gridsize) == (case.architecture, case.gridsize)
 
 
 def _config() -> Config:
@@ -85,7 +104,7 @@ def test_refinement_is_the_same(report, precision):
 @pytest.mark.parametrize("gridsize", [1, 2])
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 def test_forward_pass_is_the_same(report, gridsize, precision):
-    checks = _checks(report, "forward", f"gridsize {gridsize}, pinn, {precision}")
+    checks = _checks(report, "forward", f"{ParityCase(gridsize, 'pinn').label}, {precision}")
     assert {check.quantity for check in checks} == {"patches", "amplitude"}
     assert all(check.tolerance == TOLERANCES[f"forward:{precision[-2:]}"].relative for check in checks)
     _assert_within(checks)
@@ -140,17 +159,19 @@ def test_float64_training_steps_agree():
     backends = {name: _REGISTRY.get(name) for name in _REAL}
     result = run_parity(scan, backends, _config(), steps=4, cases=[ParityCase(1, "pinn")], precisions=("64",),
                         training_precisions=("64",), reconstruction=False)
-    checks = _checks(result, "training", "gridsize 1, pinn, float64")
+    checks = _checks(result, "training", f"{ParityCase(1, 'pinn').label}, float64")
     _assert_within(checks)
     assert max(check.error for check in checks) < 1e-8  # measured ~1e-11 over the first steps
 
 
 @needs_two
 def test_parity_command_writes_the_table_json_and_plots(tmp_path):
+    """Through the CLI, on the unet: every level, the skip connections included."""
     data = tmp_path / "scan.npz"
     write_scan(data, make_demo_scan(40, size=64, seed=5))
     command = [sys.executable, "-m", "ptychopinn_core.cli.main", "parity", "--data", str(data), "--steps", "2",
-               "--gridsize", "2", "--mode", "pinn", "--set", "model.n_filters_scale=1", "--set", "training.batch_size=4",
+               "--gridsize", "2", "--mode", "pinn", "--architecture", "unet",
+               "--set", "model.n_filters_scale=1", "--set", "training.batch_size=4",
                "--refine-iterations", "1",  # the level's numbers are held by the report fixture
                "--json", str(tmp_path / "parity.json"), "--plots", str(tmp_path / "plots")]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -158,12 +179,13 @@ def test_parity_command_writes_the_table_json_and_plots(tmp_path):
     assert "every held check passed" in run.stdout
     report = json.loads((tmp_path / "parity.json").read_text())
     assert report["passed"] is True
+    assert report["settings"]["cases"] == ["gridsize 2, pinn, unet"]
     assert {check["level"] for check in report["checks"]} == {
         "physics", "refinement", "forward", "loss", "gradients", "training", "reconstruction", "quality"
     }
     assert set(report["timings"]) == set(_REAL)
     assert sorted(path.name for path in (tmp_path / "plots").iterdir()) == [
-        "gridsize-2-pinn-differences.png", "gridsize-2-pinn-float32-loss.png"
+        "gridsize-2-pinn-unet-differences.png", "gridsize-2-pinn-unet-float32-loss.png"
     ]
 
 
@@ -176,6 +198,7 @@ def test_a_backend_that_computes_something_else_fails(fake_backend_ok_site, tmp_
         pytest.skip("needs one real backend besides the fake")
     command = [sys.executable, "-m", "ptychopinn_core.cli.main", "parity", "--data", str(data), "--steps", "1",
                "--backends", f"{reference},numpyfake", "--gridsize", "1", "--mode", "pinn", "--no-reconstruction",
+               "--architecture", "encoder_decoder",
                "--refine-iterations", "0",  # the fake differs already in its forward pass
                "--set", "model.n_filters_scale=1", "--set", "training.batch_size=4", "--json", str(tmp_path / "p.json")]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600,

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 
 import click
 
 from ptychopinn_core.cli.options import config_options, is_quiet, resolve_config
+from ptychopinn_core.config import ModelConfig
 
 __all__ = ["parity_command"]
+
+#: The values of ``model.architecture``, read off the config field: a new one is offered
+#: (and compared by default) without editing this command.
+_ARCHITECTURES = typing.get_args(ModelConfig.model_fields["architecture"].annotation)
 
 
 @click.command("parity")
@@ -27,19 +33,22 @@ __all__ = ["parity_command"]
               help="Gridsize to compare (repeatable; default 1 and 2).")
 @click.option("--mode", "modes", multiple=True, type=click.Choice(["pinn", "supervised"]),
               help="Training mode to compare (repeatable; default both).")
+@click.option("--architecture", "architectures", multiple=True, type=click.Choice(_ARCHITECTURES),
+              help="model.architecture to compare (repeatable; default every one).")
 @click.option("--float64-training", is_flag=True,
               help="Also compare the training steps in float64 (slow on CPUs).")
 @click.option("--no-reconstruction", is_flag=True, help="Skip the bundle -> reconstruction level.")
 @click.option("--refine-iterations", default=10, show_default=True, type=click.IntRange(min=0),
               help="Refinement iterations compared from the same flat start (0 skips the level).")
 @config_options
-def parity_command(data_path, json_path, plots_dir, steps, backend_names, gridsizes, modes,
+def parity_command(data_path, json_path, plots_dir, steps, backend_names, gridsizes, modes, architectures,
                    float64_training, no_reconstruction, refine_iterations, config_path, assignments) -> None:
     """Run the installed backends side by side from the same weights and data and
     print how far apart they are at every level: physics steps against numpy, forward
     pass, loss and gradients (float32 and float64), refinement from the same start, the
     first training steps, and a bundle trained by one backend reconstructed by every
-    other one. Exits with status
+    other one; for every network architecture unless --architecture narrows it.
+    Exits with status
     1 when a check exceeds its tolerance (docs/parity.md explains each one).
 
     \b
@@ -47,6 +56,7 @@ def parity_command(data_path, json_path, plots_dir, steps, backend_names, gridsi
       ptychopinn parity
       ptychopinn parity --data scan.npz --json parity.json --plots parity-plots
       ptychopinn parity --gridsize 1 --mode pinn --steps 5 --set model.n_filters_scale=1
+      ptychopinn parity --architecture unet --gridsize 2 --steps 5 --no-reconstruction
     """
     from ptychopinn_core.backends import BackendRegistry
     from ptychopinn_core.data import read_scan
@@ -63,7 +73,7 @@ def parity_command(data_path, json_path, plots_dir, steps, backend_names, gridsi
 
         scan = make_demo_scan(steps * config.training.batch_size + 16, size=config.model.pattern_size,
                               seed=config.training.seed + 1)
-    cases = parity_cases(gridsizes or (1, 2), modes or ("pinn", "supervised"))
+    cases = parity_cases(gridsizes or (1, 2), modes or ("pinn", "supervised"), architectures or _ARCHITECTURES)
     quiet = is_quiet()
     say = (lambda text: None) if quiet else (lambda text: click.echo(f"parity: {text}", err=True))
     report = run_parity(

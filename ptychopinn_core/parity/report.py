@@ -49,7 +49,7 @@ class ParityCheck:
     quantity : str
         What was compared (``"amplitude"``, ``"all parameters"``, ``"loss curve"``...).
     case : str
-        The configuration (``"gridsize 2, pinn, float64"``).
+        The configuration (``"gridsize 2, pinn, unet, float64"``).
     compared : str
         ``"pytorch vs tensorflow"`` or ``"tensorflow vs numpy"``.
     error : float

@@ -43,6 +43,7 @@ import itertools
 import math
 import tempfile
 import time
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from ptychopinn_core.config import Config
+from ptychopinn_core.config import Config, ModelConfig
 from ptychopinn_core.data.scan import ScanData
 from ptychopinn_core.model.bundle import ModelBundle, read_bundle, write_bundle
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
@@ -64,23 +65,37 @@ __all__ = ["BATCH_GROUPS", "ParityCase", "parity_cases", "run_parity"]
 
 #: Groups in the batch that the forward, loss and gradient levels compare.
 BATCH_GROUPS = 8
+#: Every value of ``model.architecture``, read off the config field so that a new
+#: architecture is compared without touching this module.
+_ARCHITECTURES: tuple[str, ...] = typing.get_args(ModelConfig.model_fields["architecture"].annotation)
+_DEFAULT_ARCHITECTURE: str = ModelConfig.model_fields["architecture"].default
 
 
 @dataclass(frozen=True)
 class ParityCase:
-    """One configuration compared: gridsize, mode and the precision of the model."""
+    """One configuration compared: gridsize, mode and network architecture."""
 
     gridsize: int
     mode: str
+    architecture: str = _DEFAULT_ARCHITECTURE
 
     @property
     def label(self) -> str:
-        return f"gridsize {self.gridsize}, {self.mode}"
+        return f"gridsize {self.gridsize}, {self.mode}, {self.architecture}"
 
 
-def parity_cases(gridsizes: Iterable[int] = (1, 2), modes: Iterable[str] = ("pinn", "supervised")) -> list[ParityCase]:
-    """Every combination of ``gridsizes`` and ``modes``."""
-    return [ParityCase(gridsize, mode) for gridsize in gridsizes for mode in modes]
+def parity_cases(
+    gridsizes: Iterable[int] = (1, 2),
+    modes: Iterable[str] = ("pinn", "supervised"),
+    architectures: Iterable[str] = _ARCHITECTURES,
+) -> list[ParityCase]:
+    """Every combination of ``architectures``, ``gridsizes`` and ``modes`` (default: every architecture)."""
+    return [
+        ParityCase(gridsize, mode, architecture)
+        for architecture in architectures
+        for gridsize in gridsizes
+        for mode in modes
+    ]
 
 
 def _precision_name(precision: str) -> str:
@@ -163,6 +178,7 @@ def _case_config(base: Config, case: ParityCase, precision: str, steps: int, n_p
     return base.with_overrides(
         {
             "model.gridsize": case.gridsize,
+            "model.architecture": case.architecture,
             "training.mode": case.mode,
             "execution.precision": precision,
             "execution.device": "cpu",
@@ -266,7 +282,7 @@ def _reconstruction_level(
     objects: dict[tuple[str, str], np.ndarray] = {}
     reconstructions = {}
     for trainer, bundle in bundles.items():
-        path = write_bundle(folder / f"{trainer}-g{case.gridsize}-{case.mode}.zip", bundle)
+        path = write_bundle(folder / f"{trainer}-g{case.gridsize}-{case.mode}-{case.architecture}.zip", bundle)
         loaded = read_bundle(path)
         for runner, backend in backends.items():
             recon, seconds = _timed(lambda: reconstruct(loaded, scan, backend))
@@ -328,7 +344,8 @@ def run_parity(
     steps : int
         Optimisation steps of the training level.
     cases : sequence of ParityCase, optional
-        Default: gridsize 1 and 2 (those every backend supports) x pinn and supervised.
+        Default: every architecture x gridsize 1 and 2 (those every backend supports)
+        x pinn and supervised.
     precisions : sequence of {"32", "64"}
         Precisions of the forward, loss and gradient levels.
     training_precisions : sequence of {"32", "64"}
