@@ -164,7 +164,7 @@ def test_pad_and_window_equal_reference(framework, rng, size: int, dtype) -> Non
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("channels", CHANNELS)
-def test_merge_extract_enforce_match_reference(framework, rng, size: int, channels: int) -> None:
+def test_merge_and_enforce_overlap_match_reference(framework, rng, size: int, channels: int) -> None:
     layers, tensor, numpy = framework.layers, framework.tensor, framework.numpy
     patches = windowed_patches(rng, 3, channels, size)
     offsets = subpixel(rng, (3, channels, 2), size / 8)
@@ -173,12 +173,8 @@ def test_merge_extract_enforce_match_reference(framework, rng, size: int, channe
     assert merged.dtype == np.complex64
     assert relative_error(merged, physics.merge_patches(wide(patches), offsets_wide)) <= TOLERANCE
 
-    # Extraction from the merged frame (the overlap constraint's path) and from any object.
-    extracted = numpy(layers.extract_from_merged(tensor(merged), tensor(offsets)))
-    assert relative_error(extracted, physics.extract_from_merged(wide(merged), offsets_wide)) <= TOLERANCE
-    objects = smooth_complex(rng, (3, size, size))
-    extracted = numpy(layers.extract_from_merged(tensor(objects), tensor(offsets)))
-    assert relative_error(extracted, physics.extract_from_merged(wide(objects), offsets_wide)) <= TOLERANCE
+    relative = numpy(layers.relative_offsets(tensor(offsets)))
+    np.testing.assert_array_equal(relative, physics.relative_offsets(offsets))
 
     enforced = numpy(layers.enforce_overlap(tensor(patches), tensor(offsets)))
     assert relative_error(enforced, physics.enforce_overlap(wide(patches), offsets_wide)) <= TOLERANCE
@@ -204,12 +200,10 @@ def test_merge_with_empty_regions_has_finite_gradients(framework, rng) -> None:
     offsets = np.array([[[-2, -2], [2, -2], [-2, 2], [2.5, 2.5]]] * 2, dtype=np.float32)
     merged = framework.numpy(layers.merge_patches(framework.tensor(patches), framework.tensor(offsets)))
 
-    def energy_after_merge_and_extract(values):
-        extracted = layers.extract_from_merged(layers.merge_patches(values, framework.tensor(offsets)),
-                                               framework.tensor(offsets))
-        return framework.sum(framework.abs(extracted) ** 2)
+    def energy_after_overlap(values):
+        return framework.sum(framework.abs(layers.enforce_overlap(values, framework.tensor(offsets))) ** 2)
 
-    _, (gradient,) = framework.value_and_gradients(energy_after_merge_and_extract, patches)
+    _, (gradient,) = framework.value_and_gradients(energy_after_overlap, patches)
     coverage = physics.merge_patches(np.ones((2, channels, size, size)), offsets.astype(np.float64))
     assert np.any(coverage == 0), "the case must have empty regions"
     assert np.all(np.isfinite(gradient)) and np.any(gradient != 0)

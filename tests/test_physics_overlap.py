@@ -11,7 +11,7 @@ from ptychopinn_core.physics.overlap import (
     MERGE_MASK_THRESHOLD,
     central_window_mask,
     enforce_overlap,
-    extract_from_merged,
+    relative_offsets,
     merge_patches,
     pad_to_full,
 )
@@ -167,12 +167,12 @@ def test_enforce_overlap_is_idempotent_for_integer_offsets():
     np.testing.assert_allclose(twice, once, atol=1e-12)
 
 
-def test_subpixel_merge_extract_of_linear_object_is_exact_where_windows_are_clean():
+def test_subpixel_merge_and_overlap_of_linear_object_are_exact_where_windows_are_clean():
     # Bilinear sampling reproduces a linear object exactly, but at a window edge shifted
     # by a fraction of a pixel a channel contributes a weighted average of fewer than
     # four corners, which is not the object value there. So merged[q] is exact where
     # every channel's translated window weight is 0 or 1 ("clean") and some is 1, and
-    # out_c[p] is exact where all bilinear corners of p + offset_c are clean.
+    # out_c[p] is exact where the windows moved into channel c's own frame are clean.
     rows, cols = np.mgrid[0:128, 0:128].astype(float)
     obj = 0.02 * cols - 0.015 * rows + 1.0 + 1j * (0.01 * cols + 0.03 * rows)
     positions, centre, offsets = group_of([[60.3, 61.7], [64.9, 60.2], [59.4, 64.45], [65.1, 66.0]])
@@ -190,13 +190,16 @@ def test_subpixel_merge_extract_of_linear_object_is_exact_where_windows_are_clea
 
     out = enforce_overlap(patches, offsets[None])[0]
     for c in range(4):
-        region = np.abs(translate(clean.astype(float), -offsets[c]) - 1) < 1e-12
+        own_frame = translate(np.broadcast_to(central_window_mask(SIZE), (4, SIZE, SIZE)), offsets - offsets[c])
+        region = np.all((np.abs(own_frame) < 1e-12) | (np.abs(own_frame - 1) < 1e-12), axis=0) & np.any(
+            np.abs(own_frame - 1) < 1e-12, axis=0
+        )
         assert region.sum() > 0.25 * (SIZE // 2) ** 2
         np.testing.assert_allclose(out[c][region], full_patches[c][region], atol=1e-12)
-        # Elsewhere inside the own window each merged value is a convex combination of
-        # object values less than one pixel away along each axis, and extraction is a
-        # convex combination of those: |error| <= |dO/dx| + |dO/dy| per real/imag part
-        # (plus up to MERGE_MASK_THRESHOLD * max|O| from a fringe zeroed by the threshold).
+        # Elsewhere inside the own window each value is a convex combination of object
+        # values less than one pixel away along each axis: |error| <= |dO/dx| + |dO/dy|
+        # per real/imag part (plus up to MERGE_MASK_THRESHOLD * max|O| from a fringe
+        # zeroed by the threshold).
         window = central_window_mask(SIZE) == 1
         bound = np.hypot(0.02 + 0.015, 0.01 + 0.03) + MERGE_MASK_THRESHOLD * np.abs(full_patches).max()
         assert np.abs(out[c][window] - full_patches[c][window]).max() <= bound
@@ -239,8 +242,9 @@ def test_merge_keeps_float32_and_matches_float64():
     merged32 = merge_patches(patches.astype(np.complex64), offsets)
     assert merged32.dtype == np.complex64
     np.testing.assert_allclose(merged32, merged64, rtol=0, atol=1e-5)
-    out32 = extract_from_merged(merged32, offsets)
+    out32 = enforce_overlap(patches.astype(np.complex64), offsets)
     assert out32.dtype == np.complex64 and out32.shape == (2, 4, SIZE, SIZE)
+    np.testing.assert_allclose(out32, enforce_overlap(patches, offsets), rtol=0, atol=1e-5)
 
 
 def test_enforce_overlap_single_channel_is_identity():
@@ -249,14 +253,32 @@ def test_enforce_overlap_single_channel_is_identity():
     np.testing.assert_array_equal(enforce_overlap(patches, np.zeros((3, 1, 2))), patches)
 
 
-def test_extract_from_merged_translates_by_minus_offset():
+def test_enforce_overlap_is_each_channels_merge_in_its_own_frame():
     rng = np.random.default_rng(7)
-    merged = complex_image(rng, (2, SIZE, SIZE))
-    offsets = np.array([[[2.0, -3.0], [-2.0, 3.0]], [[0.5, 0.25], [-0.5, -0.25]]])
-    out = extract_from_merged(merged, offsets)
-    for b in range(2):
-        for c in range(2):
-            np.testing.assert_array_equal(out[b, c], translate(merged[b], -offsets[b, c]))
+    patches = pad_to_full(complex_image(rng, (2, 3, SIZE // 2, SIZE // 2)), SIZE)
+    offsets = rng.uniform(-4, 4, size=(2, 3, 2))
+    relative = relative_offsets(offsets)
+    assert relative.shape == (2, 3, 3, 2)
+    np.testing.assert_array_equal(relative[:, 1, 2], offsets[:, 2] - offsets[:, 1])
+    assert np.all(relative[:, [0, 1, 2], [0, 1, 2]] == 0)  # a channel sees itself unshifted
+    out = enforce_overlap(patches, offsets)
+    for c in range(3):
+        np.testing.assert_array_equal(out[:, c], merge_patches(patches, offsets - offsets[:, c : c + 1]))
+    # Only position differences count: moving the common reference (the group centre) by a
+    # fraction of a pixel changes nothing, as it would if channels were moved to the centre
+    # and back.
+    np.testing.assert_allclose(enforce_overlap(patches, offsets + np.array([0.37, -0.61])), out, atol=1e-12)
+
+
+def test_a_lone_channel_keeps_its_own_window_unblurred_at_sub_pixel_offsets():
+    # Neighbours without content or windows in reach: every window weight but the own one is
+    # zero near the own window's centre, so the own prediction passes exactly, not twice
+    # interpolated as a merge at the (fractional) group centre would.
+    rng = np.random.default_rng(8)
+    patches = pad_to_full(complex_image(rng, (1, 2, SIZE // 2, SIZE // 2)), SIZE)
+    offsets = np.array([[[-15.3, 0.4], [15.3, -0.4]]])  # 30.6 px apart: windows (16 px) never meet
+    out = enforce_overlap(patches, offsets)
+    np.testing.assert_allclose(out, patches, atol=1e-12)
 
 
 def test_group_arrays_are_validated():
@@ -265,4 +287,4 @@ def test_group_arrays_are_validated():
     with pytest.raises(ValueError, match=r"patches.shape=\(4, 8, 8\)"):
         enforce_overlap(np.zeros((4, 8, 8)), np.zeros((4, 1, 2)))
     with pytest.raises(ValueError, match=r"offsets_xy.shape=\(3, 4, 2\)"):
-        extract_from_merged(np.zeros((2, SIZE, SIZE)), np.zeros((3, 4, 2)))
+        enforce_overlap(np.zeros((2, 4, SIZE, SIZE)), np.zeros((3, 4, 2)))

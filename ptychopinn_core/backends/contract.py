@@ -410,8 +410,8 @@ class PhysicsOps(Protocol):
         """:func:`ptychopinn_core.physics.overlap.merge_patches`: (B, C, N, N), (B, C, 2) -> (B, N, N)."""
         ...
 
-    def extract_from_merged(self, merged: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
-        """:func:`ptychopinn_core.physics.overlap.extract_from_merged`: (B, N, N), (B, C, 2) -> (B, C, N, N)."""
+    def enforce_overlap(self, patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
+        """:func:`ptychopinn_core.physics.overlap.enforce_overlap`: (B, C, N, N), (B, C, 2) -> (B, C, N, N)."""
         ...
 
     def illuminate(self, patches: np.ndarray, probe: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ptychopinn_core.physics.forward import far_field, illuminate
 from ptychopinn_core.physics.losses import amplitude_mae, poisson_nll
-from ptychopinn_core.physics.overlap import extract_from_merged, merge_patches, pad_to_full
+from ptychopinn_core.physics.overlap import enforce_overlap, merge_patches, pad_to_full
 from ptychopinn_core.physics.translate import translate
 from ptychopinn_core.simulation.probe import default_probe
 
@@ -30,7 +30,7 @@ CONFORMANCE_SEED = 20240611
 PHYSICS_OPS = (
     "translate",
     "merge_patches",
-    "extract_from_merged",
+    "enforce_overlap",
     "illuminate",
     "far_field",
     "poisson_nll",
@@ -97,10 +97,9 @@ def physics_case(op: str, size: int, intensity_scale: float, seed: int = CONFORM
     if op == "merge_patches":
         values, offsets = patches(), _subpixel_offsets(rng, (batch, channels, 2), size / 8)
         return (values, offsets), merge_patches(values.astype(wide), offsets.astype(np.float64))
-    if op == "extract_from_merged":
-        merged = _smooth_complex(rng, (batch, size, size))
-        offsets = _subpixel_offsets(rng, (batch, channels, 2), size / 8)
-        return (merged, offsets), extract_from_merged(merged.astype(wide), offsets.astype(np.float64))
+    if op == "enforce_overlap":
+        values, offsets = patches(), _subpixel_offsets(rng, (batch, channels, 2), size / 8)
+        return (values, offsets), enforce_overlap(values.astype(wide), offsets.astype(np.float64))
     if op == "illuminate":
         values, probe = patches(), default_probe(size).astype(np.complex64)
         return (values, probe), illuminate(values.astype(wide), probe.astype(wide))

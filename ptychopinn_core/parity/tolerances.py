@@ -47,7 +47,9 @@ TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
             "two translations, a channel sum and one division in float32; the division is "
             "only taken where the window weight exceeds MERGE_MASK_THRESHOLD, never amplified",
         ),
-        "extract_from_merged": Tolerance(1e-6, "one translation in float32, as 'translate'"),
+        "enforce_overlap": Tolerance(
+            1e-6, "a merge in each channel's frame, as 'merge_patches'; relative offsets in float64"
+        ),
         "illuminate": Tolerance(1e-6, "one complex64 product per pixel: a single rounding"),
         "far_field": Tolerance(
             1e-6, "float32 FFT: error grows like eps * log2(N) ~ 3e-7 for N <= 64, norm-wise"

@@ -8,7 +8,7 @@ from ptychopinn_core.physics.overlap import (
     MERGE_MASK_THRESHOLD,
     central_window_mask,
     enforce_overlap,
-    extract_from_merged,
+    relative_offsets,
     merge_patches,
     pad_to_full,
 )
@@ -30,7 +30,7 @@ __all__ = [
     "central_window_mask",
     "pad_to_full",
     "merge_patches",
-    "extract_from_merged",
+    "relative_offsets",
     "enforce_overlap",
     # probe model
     "circular_probe_mask",

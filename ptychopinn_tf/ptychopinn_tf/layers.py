@@ -31,7 +31,7 @@ __all__ = [
     "pad_to_full",
     "central_window_mask",
     "merge_patches",
-    "extract_from_merged",
+    "relative_offsets",
     "enforce_overlap",
     "illuminate",
     "far_field",
@@ -265,33 +265,18 @@ def merge_patches(patches: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
     return tf.where(weights > threshold, quotient, tf.zeros_like(quotient))
 
 
-def extract_from_merged(merged: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
-    """Cut each channel's patch out of its group's merged object.
-
-    Equation: ``O'_c = T_{-offset_c}(merged)``, i.e. ``O'_c[r] = merged(r + offset_c)``.
-
-    Parameters
-    ----------
-    merged : tf.Tensor, shape (B, N, N)
-    offsets_xy : tf.Tensor, shape (B, C, 2), float
-
-    Returns
-    -------
-    tf.Tensor, shape (B, C, N, N), dtype of ``merged`` (not windowed)
-    """
-    merged = tf.convert_to_tensor(merged)
-    offsets_xy = tf.convert_to_tensor(offsets_xy)
-    if merged.shape.rank != 3 or merged.shape[-1] != merged.shape[-2]:
-        raise ValueError(f"invalid merged shape: expected (B, N, N), received merged.shape={merged.shape}")
-    if offsets_xy.shape.rank != 3 or offsets_xy.shape[-1] != 2:
-        raise ValueError(f"invalid offsets shape: expected (B, C, 2), received offsets_xy.shape={offsets_xy.shape}")
-    channels = offsets_xy.shape[1]
-    stacked = tf.repeat(merged[:, None], channels, axis=1)
-    return translate(stacked, -tf.cast(offsets_xy, COORDINATE_DTYPE))
+def relative_offsets(offsets_xy: tf.Tensor) -> tf.Tensor:
+    """``rel[b, c, k] = offset_k - offset_c``: channel ``k`` seen from channel ``c``'s frame."""
+    return offsets_xy[:, None, :, :] - offsets_xy[:, :, None, :]
 
 
 def enforce_overlap(patches: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
-    """Overlap constraint ``extract_from_merged(merge_patches(patches, offsets), offsets)``.
+    """Overlap constraint: each channel becomes the group's average seen from its own frame.
+
+    Equation: ``O'_c = merge_patches(O, relative_offsets(offsets)[:, c])``, i.e.
+    ``S_c = sum_k T_{position_k - position_c}(w * O_k)``, ``W_c`` the same sum of windows,
+    ``O'_c = where(W_c > t, S_c / maximum(W_c, t), 0)``: a channel's own prediction enters
+    unshifted (docs/physics.md §4).
 
     Parameters
     ----------
@@ -306,9 +291,14 @@ def enforce_overlap(patches: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
     patches = tf.convert_to_tensor(patches)
     offsets_xy = tf.convert_to_tensor(offsets_xy)
     _check_group_tensors(patches, offsets_xy)
-    if patches.shape[1] == 1:
+    channels, size = patches.shape[1], patches.shape[-1]
+    if channels == 1:
         return patches
-    return extract_from_merged(merge_patches(patches, offsets_xy), offsets_xy)
+    batch = tf.shape(patches)[0]
+    stacked = tf.reshape(tf.broadcast_to(patches[:, None], [batch, channels, channels, size, size]),
+                         [-1, channels, size, size])
+    relative = tf.reshape(relative_offsets(tf.cast(offsets_xy, COORDINATE_DTYPE)), [-1, channels, 2])
+    return tf.reshape(merge_patches(stacked, relative), [batch, channels, size, size])
 
 
 def illuminate(patches: tf.Tensor, probe: tf.Tensor) -> tf.Tensor:

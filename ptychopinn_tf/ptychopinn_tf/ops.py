@@ -31,8 +31,8 @@ class FrameworkPhysicsOps:
     def merge_patches(self, patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
         return layers.merge_patches(_tensor(patches), _tensor(offsets_xy)).numpy()
 
-    def extract_from_merged(self, merged: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
-        return layers.extract_from_merged(_tensor(merged), _tensor(offsets_xy)).numpy()
+    def enforce_overlap(self, patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
+        return layers.enforce_overlap(_tensor(patches), _tensor(offsets_xy)).numpy()
 
     def illuminate(self, patches: np.ndarray, probe: np.ndarray) -> np.ndarray:
         return layers.illuminate(_tensor(patches), _tensor(probe)).numpy()

@@ -32,7 +32,7 @@ __all__ = [
     "pad_to_full",
     "central_window_mask",
     "merge_patches",
-    "extract_from_merged",
+    "relative_offsets",
     "enforce_overlap",
     "illuminate",
     "far_field",
@@ -255,36 +255,18 @@ def merge_patches(patches: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Tens
     return torch.where(weights > threshold, quotient, torch.zeros_like(quotient))
 
 
-def extract_from_merged(merged: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Tensor:
-    """Cut each channel's patch out of its group's merged object.
-
-    Equation: ``O'_c = T_{-offset_c}(merged)``, i.e. ``O'_c[r] = merged(r + offset_c)``.
-
-    Parameters
-    ----------
-    merged : torch.Tensor, shape (B, N, N)
-    offsets_xy : torch.Tensor, shape (B, C, 2), float
-
-    Returns
-    -------
-    torch.Tensor, shape (B, C, N, N), dtype of ``merged`` (not windowed)
-    """
-    merged = torch.as_tensor(merged)
-    offsets_xy = torch.as_tensor(offsets_xy, device=merged.device)
-    if merged.dim() != 3 or merged.shape[-1] != merged.shape[-2]:
-        raise ValueError(f"invalid merged shape: expected (B, N, N), received merged.shape={tuple(merged.shape)}")
-    if offsets_xy.dim() != 3 or offsets_xy.shape[0] != merged.shape[0] or offsets_xy.shape[-1] != 2:
-        raise ValueError(
-            f"invalid offsets shape: expected ({merged.shape[0]}, C, 2) for merged of shape "
-            f"{tuple(merged.shape)}, received offsets_xy.shape={tuple(offsets_xy.shape)}"
-        )
-    channels = offsets_xy.shape[1]
-    stacked = merged[:, None].expand(merged.shape[0], channels, merged.shape[1], merged.shape[2])
-    return translate(stacked, -offsets_xy.to(COORDINATE_DTYPE))
+def relative_offsets(offsets_xy: torch.Tensor) -> torch.Tensor:
+    """``rel[b, c, k] = offset_k - offset_c``: channel ``k`` seen from channel ``c``'s frame."""
+    return offsets_xy[:, None, :, :] - offsets_xy[:, :, None, :]
 
 
 def enforce_overlap(patches: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Tensor:
-    """Overlap constraint ``extract_from_merged(merge_patches(patches, offsets), offsets)``.
+    """Overlap constraint: each channel becomes the group's average seen from its own frame.
+
+    Equation: ``O'_c = merge_patches(O, relative_offsets(offsets)[:, c])``, i.e.
+    ``S_c = sum_k T_{position_k - position_c}(w * O_k)``, ``W_c`` the same sum of windows,
+    ``O'_c = where(W_c > t, S_c / maximum(W_c, t), 0)``: a channel's own prediction enters
+    unshifted (docs/physics.md §4).
 
     Parameters
     ----------
@@ -299,9 +281,12 @@ def enforce_overlap(patches: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Te
     patches = torch.as_tensor(patches)
     offsets_xy = torch.as_tensor(offsets_xy, device=patches.device)
     _check_group_tensors(patches, offsets_xy)
-    if patches.shape[1] == 1:
+    batch, channels, size = patches.shape[0], patches.shape[1], patches.shape[-1]
+    if channels == 1:
         return patches
-    return extract_from_merged(merge_patches(patches, offsets_xy), offsets_xy)
+    stacked = patches[:, None].expand(batch, channels, channels, size, size).reshape(batch * channels, channels, size, size)
+    relative = relative_offsets(offsets_xy.to(COORDINATE_DTYPE)).reshape(batch * channels, channels, 2)
+    return merge_patches(stacked, relative).reshape(batch, channels, size, size)
 
 
 def illuminate(patches: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:

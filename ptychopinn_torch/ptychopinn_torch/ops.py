@@ -44,9 +44,9 @@ class FrameworkPhysicsOps:
         """:func:`ptychopinn_torch.layers.merge_patches`: (B, C, N, N), (B, C, 2) -> (B, N, N)."""
         return _array(layers.merge_patches(_tensor(patches), _coordinates(offsets_xy)))
 
-    def extract_from_merged(self, merged: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
-        """:func:`ptychopinn_torch.layers.extract_from_merged`: (B, N, N), (B, C, 2) -> (B, C, N, N)."""
-        return _array(layers.extract_from_merged(_tensor(merged), _coordinates(offsets_xy)))
+    def enforce_overlap(self, patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
+        """:func:`ptychopinn_torch.layers.enforce_overlap`: (B, C, N, N), (B, C, 2) -> (B, C, N, N)."""
+        return _array(layers.enforce_overlap(_tensor(patches), _coordinates(offsets_xy)))
 
     def illuminate(self, patches: np.ndarray, probe: np.ndarray) -> np.ndarray:
         """:func:`ptychopinn_torch.layers.illuminate`: (..., N, N) * (N, N)."""

@@ -31,7 +31,6 @@ from ptychopinn_core.model.state import History
 from ptychopinn_core.physics import (
     amplitude_mae,
     enforce_overlap,
-    extract_from_merged,
     far_field,
     illuminate,
     merge_patches,
@@ -61,8 +60,8 @@ class NumpyPhysicsOps:
     def merge_patches(self, patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
         return merge_patches(_single(patches), np.asarray(offsets_xy, dtype=np.float32))
 
-    def extract_from_merged(self, merged: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
-        return extract_from_merged(_single(merged), np.asarray(offsets_xy, dtype=np.float32))
+    def enforce_overlap(self, patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
+        return enforce_overlap(_single(patches), np.asarray(offsets_xy, dtype=np.float32))
 
     def illuminate(self, patches: np.ndarray, probe: np.ndarray) -> np.ndarray:
         return illuminate(_single(patches), _single(probe))
