@@ -5,10 +5,12 @@ Run from the repository root::
     .venv/bin/python bench/time_to_quality.py                       # every backend, gridsize 1 and 2, 10 min each
     .venv/bin/python bench/time_to_quality.py --backends pytorch --gridsize 1 --minutes 3 --out ttq
     .venv/bin/python bench/time_to_quality.py --quick               # a one-minute smoke run
+    .venv/bin/python bench/time_to_quality.py --probe disk --probe focused --minutes 30   # the lines table
 
-For each backend and gridsize: simulate a 'lines' training scan (N = 64, 1e9 photons,
-``--n-train`` positions) and an unseen test scan of another object (``--n-test``
-positions), train from the core's initial weights with ``training.max_seconds`` as the
+For each backend, probe (``--probe``: the idealised ``disk`` or the ``focused`` beam of
+ptychopinn_core.simulation.probe) and gridsize: simulate a 'lines' training scan (N = 64,
+1e9 photons, ``--n-train`` positions) and an unseen test scan of another object
+(``--n-test`` positions) with that probe, train from the core's initial weights with ``training.max_seconds`` as the
 budget, and keep a copy of the weights every ``--snapshot-seconds`` of training (a copy
 costs milliseconds and is not training time). After training, every snapshot
 reconstructs the test scan and is scored against its truth (SSIM with the truth's data
@@ -40,6 +42,7 @@ def _settings(args) -> dict[str, object]:
 
 
 def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, object]:
+    """Train one model under the budget and score its snapshots; see the module docstring."""
     from ptychopinn_core import workflow
     from ptychopinn_core.config import Config, parse_assignments
     from ptychopinn_core.evaluation.report import evaluate
@@ -110,6 +113,7 @@ def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, objec
     return {
         "backend": backend.name,
         "framework_version": backend.entry.framework_version,
+        "probe": train_scan.meta["probe_kind"],
         "gridsize": gridsize,
         "config": config.to_dict(),
         "train_groups": data.n_train,
@@ -136,7 +140,7 @@ def _figure(runs: list[dict[str, object]], target: float, path: Path) -> None:
     axes = figure.subplots()
     for index, run in enumerate(runs):
         minutes = [point["training_s"] / 60 for point in run["curve"]]
-        label = f"{run['backend']}, gridsize {run['gridsize']}"
+        label = f"{run['backend']}, {run.get('probe', 'disk')} probe, gridsize {run['gridsize']}"
         axes.plot(minutes, [p["amplitude_ssim"] for p in run["curve"]], "-o", color=f"C{index}", markersize=3,
                   label=f"{label}: amplitude")
         axes.plot(minutes, [p["phase_ssim"] for p in run["curve"]], "--s", color=f"C{index}", markersize=3,
@@ -155,6 +159,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", help="comma-separated backend names (default: every installed one)")
     parser.add_argument("--gridsize", type=int, action="append", help="repeatable (default: 1 and 2)")
+    parser.add_argument("--probe", action="append", choices=("disk", "focused"),
+                        help="probe of the simulated scans, repeatable (default: disk)")
     parser.add_argument("--minutes", type=float, default=10.0, help="training wall-time budget per run")
     parser.add_argument("--n-train", type=int, default=2000, help="training positions")
     parser.add_argument("--n-test", type=int, default=500, help="positions of the unseen test scan")
@@ -176,9 +182,11 @@ def main() -> None:
     registry = BackendRegistry.discover()
     names = args.backends.split(",") if args.backends else [e.name for e in registry.entries() if e.ok]
     gridsizes = args.gridsize or [1, 2]
-    train_scan = make_demo_scan(args.n_train, 64, seed=args.seed + 1)
-    test_scan = make_demo_scan(args.n_test, 64, seed=args.seed + 2)
-    runs = [_run(registry.get(name), gridsize, train_scan, test_scan, args) for name in names for gridsize in gridsizes]
+    runs = []
+    for probe in args.probe or ["disk"]:
+        train_scan = make_demo_scan(args.n_train, 64, seed=args.seed + 1, probe_kind=probe)
+        test_scan = make_demo_scan(args.n_test, 64, seed=args.seed + 2, probe_kind=probe)
+        runs += [_run(registry.get(name), gridsize, train_scan, test_scan, args) for name in names for gridsize in gridsizes]
     report = {"benchmark": "time_to_quality", "machine": machine_info(), "settings": _settings(args), "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out / "time_to_quality.json", "w") as handle:
