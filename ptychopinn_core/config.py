@@ -60,6 +60,11 @@ class ModelConfig(_Section):
         "encoder_decoder",
         description="Network: encoder_decoder (no skips) or unet (encoder features concatenated into both decoders).",
     )
+    overlap_weights: Literal["window", "probe"] = Field(
+        "probe",
+        description="Merge weights of the overlap constraint: probe (|P| in the window, where a pattern "
+        "constrains its patch) or window (uniform).",
+    )
     probe_trainable: bool = Field(False, description="Refine the probe during training.")
     probe_mask: bool = Field(False, description="Circular mask of radius N/4 on the probe.")
     intensity_scale_trainable: bool = Field(False, description="Learn log(s) instead of fixing s.")

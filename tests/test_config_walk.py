@@ -150,6 +150,14 @@ class Probes:
         after = run.model.predict(*_batch(run))
         assert not np.allclose(before, after, rtol=1e-6, atol=0), "the prediction did not change"
 
+    def grouped_prediction_changes(self, config: Config) -> None:
+        """For settings of the overlap constraint, which gridsize 1 does not run."""
+        grouped = {"model.gridsize": 2}
+        base = _setup(self.backend, self.base.with_overrides(grouped))
+        run = _setup(self.backend, config.with_overrides(grouped))
+        before, after = base.model.predict(*_batch(base)), run.model.predict(*_batch(run))
+        assert not np.allclose(before, after, rtol=1e-6, atol=0), "the grouped prediction did not change"
+
     def loss_changes(self, config: Config) -> None:
         run = _setup(self.backend, config)
         truth = run.data.gather_truth(run.data.train_groups) if config.training.mode == "supervised" else None
@@ -210,6 +218,7 @@ def _backend_keys(probes: Probes, tmp: Path) -> dict[str, list[tuple[Any, Callab
         "model.gridsize": [(2, probes.shape)],
         "model.n_filters_scale": [(2, probes.prediction_changes)],
         "model.amp_activation": [(name, probes.prediction_changes) for name in ("softplus", "relu", "swish")],
+        "model.overlap_weights": [("window", probes.grouped_prediction_changes)],
         "model.probe_trainable": [(True, probes.probe_is_trained)],
         "model.intensity_scale_trainable": [(True, probes.scale_is_trained)],
         "training.mode": [("supervised", probes.loss_changes)],

@@ -124,10 +124,11 @@ def test_tiny_model_per_pattern_figures():
 
 
 def test_overlap_counts_translations_of_every_channel():
-    # C = 4, N = 16 (256 pixels): window 2/px/channel, bilinear translate of patches (18)
-    # and windows (11) per channel, 3 sums, divide (4), extract (18 per channel).
+    # C = 4, N = 16 (256 pixels): one merge per channel in its own frame, each weighting
+    # (2/px), translating patches (18) and weights (11) of all 4 channels, 3 sums of 3
+    # (2 complex + 1 real) and a divide (4).
     pixels = 256
-    expected = 4 * pixels * (2 + 18 + 11 + 18) + 3 * 3 * pixels + 4 * pixels
+    expected = 4 * (4 * pixels * (2 + 18 + 11) + 3 * 3 * pixels + 4 * pixels)
     assert overlap_flops(ModelConfig(pattern_size=16, gridsize=2)) == expected
     assert model_flops(ModelConfig(pattern_size=16, gridsize=2)).overlap == expected / 4
 

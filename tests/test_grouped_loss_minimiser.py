@@ -9,7 +9,7 @@ global amplitude factor that the data normalisation fixes, docs/physics.md §7),
 overlap constraint merges each group, and the loss is compared with its floor (the loss
 of a prediction equal to the data) for every merge and normalisation path: gridsize 1, 2
 and 3, Poisson NLL and amplitude MAE, with and without the probe mask, a disk and a
-focused probe.
+focused probe, window and probe merge weights.
 
 Exactness needs what the model can represent: a probe inside the central window (the
 network predicts nothing outside it; a real probe's tail there is a modelling error we
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from ptychopinn_core.config import Config
-from ptychopinn_core.model.inputs import prepare_model_state
+from ptychopinn_core.model.inputs import overlap_weights, prepare_model_state
 from ptychopinn_core.physics import (
     central_window_mask,
     circular_probe_mask,
@@ -63,8 +63,10 @@ def _grouped_loss(scan, config: Config, heads: np.ndarray | None = None):
     truth = kappa * scan.patches.astype(np.complex128)[data.groups.indices][..., HALF:-HALF, HALF:-HALF]
     heads = truth if heads is None else heads
 
+    weights = overlap_weights(config.model, state.probe.astype(np.complex128))
+
     def loss(values: np.ndarray) -> float:
-        patches = enforce_overlap(pad_to_full(values, SIZE), offsets.astype(np.float64))
+        patches = enforce_overlap(pad_to_full(values, SIZE), offsets.astype(np.float64), weights)
         amplitude = predicted_amplitude(patches, state.probe.astype(np.complex128))
         return pinn_loss(amplitude, diffraction.astype(np.float64), state.intensity_scale,
                          config.training.nll_weight, config.training.mae_weight)
@@ -75,29 +77,33 @@ def _grouped_loss(scan, config: Config, heads: np.ndarray | None = None):
 
 
 PATHS = [
-    pytest.param(gridsize, probe_kind, mask, loss, id=f"g{gridsize}-{probe_kind}-{'mask' if mask else 'nomask'}-{loss}")
+    pytest.param(gridsize, probe_kind, mask, loss, merge,
+                 id=f"g{gridsize}-{probe_kind}-{'mask' if mask else 'nomask'}-{loss}-{merge}")
     for gridsize in (1, 2, 3)
     for probe_kind, mask in (("disk", False), ("focused", False), ("focused", True))
     for loss in ("nll", "mae")
+    for merge in ("probe", "window")
+    if not (gridsize == 1 and merge == "window")  # gridsize 1 merges nothing
     if not (gridsize == 3 and ((probe_kind, mask) != ("focused", False) or loss == "mae"))
 ]
 
 
-def _config(gridsize: int, mask: bool, loss: str) -> Config:
+def _config(gridsize: int, mask: bool, loss: str, merge: str = "probe") -> Config:
     weights = {"nll": (1.0, 0.0), "mae": (0.0, 1.0)}[loss]
     return Config().with_overrides({
         "model.pattern_size": SIZE, "model.gridsize": gridsize, "model.probe_mask": mask,
+        "model.overlap_weights": merge,
         "data.n_neighbors": max(4, gridsize * gridsize), "data.n_groups": 12,
         "training.validation_fraction": 0.0,
         "training.nll_weight": weights[0], "training.mae_weight": weights[1],
     })
 
 
-@pytest.mark.parametrize(("gridsize", "probe_kind", "mask", "loss"), PATHS)
-def test_the_truth_reaches_the_loss_floor_and_is_stationary(gridsize, probe_kind, mask, loss):
+@pytest.mark.parametrize(("gridsize", "probe_kind", "mask", "loss", "merge"), PATHS)
+def test_the_truth_reaches_the_loss_floor_and_is_stationary(gridsize, probe_kind, mask, loss, merge):
     scan = _noiseless_scan(probe_kind, jitter_px=0.0, inside_mask=mask)
     assert np.all(scan.positions_px == np.round(scan.positions_px))  # integer differences
-    loss_at, truth, floor = _grouped_loss(scan, _config(gridsize, mask, loss))
+    loss_at, truth, floor = _grouped_loss(scan, _config(gridsize, mask, loss, merge))
     at_truth = loss_at(truth)
     # What 1 % of amplitude contrast costs: the truth must sit far below it (float32 data
     # rounding, ~1e-7 relative, is all that separates it from the floor; the NLL grows with
@@ -125,7 +131,8 @@ def test_sub_pixel_groups_miss_the_floor_only_by_the_bilinear_blur(gridsize):
     loss_at, truth, floor = _grouped_loss(scan, config)
     data = prepare_training_data(scan, config)
     offsets = data.gather(np.arange(data.groups.n_groups))[1].astype(np.float64)
-    merged = enforce_overlap(pad_to_full(truth, SIZE), offsets)[..., HALF:-HALF, HALF:-HALF]
+    weights = overlap_weights(config.model, prepare_model_state(scan, config).probe.astype(np.complex128))
+    merged = enforce_overlap(pad_to_full(truth, SIZE), offsets, weights)[..., HALF:-HALF, HALF:-HALF]
     # Each channel's own prediction enters unshifted; only its neighbours', moved by
     # sub-pixel position differences, are blurred: measured 1.1 % (the group-centre
     # merge blurred every channel twice: 2.5 %).

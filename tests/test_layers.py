@@ -183,6 +183,32 @@ def test_merge_and_enforce_overlap_match_reference(framework, rng, size: int, ch
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_probe_weighted_merge_matches_reference_and_stops_gradients(framework, rng, size: int) -> None:
+    layers, tensor, numpy = framework.layers, framework.tensor, framework.numpy
+    probe = smooth_complex(rng, (size, size))
+    weights = numpy(layers.probe_weights(tensor(probe)))
+    expected = physics.probe_weights(wide(probe))
+    assert relative_error(weights, expected) <= TOLERANCE and weights.max() == pytest.approx(1.0)
+    assert np.all(weights[physics.central_window_mask(size) == 0] == 0)
+    patches = windowed_patches(rng, 3, 4, size)
+    offsets = subpixel(rng, (3, 4, 2), size / 8)
+    merged = numpy(layers.merge_patches(tensor(patches), tensor(offsets), tensor(weights)))
+    assert relative_error(merged, physics.merge_patches(wide(patches), offsets.astype(np.float64), expected)) <= TOLERANCE
+    enforced = numpy(layers.enforce_overlap(tensor(patches), tensor(offsets), tensor(weights)))
+    reference = physics.enforce_overlap(wide(patches), offsets.astype(np.float64), expected)
+    assert relative_error(enforced, reference) <= TOLERANCE
+
+    # The weights are a constant of the merge: the probe gets no gradient through them.
+    def merged_energy(probe_values):
+        values = layers.enforce_overlap(tensor(patches), tensor(offsets), layers.probe_weights(probe_values))
+        # The second term only connects the probe to the graph (it adds 0 and a 0 gradient).
+        return framework.sum(framework.abs(values) ** 2) + 0.0 * framework.sum(framework.abs(probe_values) ** 2)
+
+    _, (gradient,) = framework.value_and_gradients(merged_energy, probe)
+    assert np.all(gradient == 0)
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_merge_is_zero_where_no_window_reaches(framework, rng, size: int) -> None:
     patches = windowed_patches(rng, 1, 4, size)
     offsets = np.zeros((1, 4, 2), dtype=np.float32)

@@ -15,10 +15,19 @@ import numpy as np
 import pytest
 
 from ptychopinn_core.config import Config, ExecutionConfig
-from ptychopinn_core.model.inputs import prepare_model_state
+from ptychopinn_core.model.inputs import overlap_weights, prepare_model_state
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
 from ptychopinn_core.parity.tolerances import TOLERANCES
-from ptychopinn_core.physics import circular_probe_mask, far_field, illuminate, pinn_loss, poisson_nll, supervised_mae
+from ptychopinn_core.physics import (
+    circular_probe_mask,
+    enforce_overlap,
+    far_field,
+    illuminate,
+    pad_to_full,
+    pinn_loss,
+    poisson_nll,
+    supervised_mae,
+)
 from ptychopinn_core.simulation.scan import make_demo_scan
 from ptychopinn_core.testing import bitwise_equal, relative_error
 from ptychopinn_core.training.data import prepare_training_data
@@ -59,6 +68,25 @@ def test_pinn_loss_is_the_core_loss_of_the_forward_pass(framework) -> None:
                          model.state.intensity_scale, nll_weight=1.0, mae_weight=0.5)
     actual = framework.model_loss(model, diffraction, offsets)
     assert abs(actual - expected) <= LOSS_TOLERANCE * abs(expected)
+
+
+@pytest.mark.parametrize("weights", ["probe", "window"])
+def test_patches_are_the_core_overlap_constraint_of_the_heads(framework, weights: str) -> None:
+    """Gridsize 2: the model's patches are physics.md §4 applied to its network output, with
+    the merge weights of ``model.overlap_weights`` (the probe's |P| in the window, or the window)."""
+    config = make_config(model={"overlap_weights": weights})
+    model, data, ids = setup(framework, config)
+    diffraction, offsets = data.gather(ids)
+    amplitude, phase = (value.astype(np.float64) for value in framework.model_heads(model, diffraction))
+    merge_weights = overlap_weights(config.model, model.state.probe.astype(np.complex128))
+    assert (merge_weights is None) == (weights == "window")
+    expected = enforce_overlap(pad_to_full(amplitude * np.exp(1j * phase), 16), offsets.astype(np.float64), merge_weights)
+    patches = model.forward(diffraction, offsets).patches
+    assert relative_error(patches, expected) <= TOLERANCES["enforce_overlap"].relative * 10
+    other = enforce_overlap(pad_to_full(amplitude * np.exp(1j * phase), 16), offsets.astype(np.float64),
+                            None if weights == "probe" else overlap_weights(config.model.model_copy(
+                                update={"overlap_weights": "probe"}), model.state.probe))
+    assert relative_error(patches, other) > 1e-3, "the two merge weights must differ on this case"
 
 
 def test_trainable_scale_scales_the_prediction_only(framework) -> None:

@@ -288,3 +288,34 @@ def test_group_arrays_are_validated():
         enforce_overlap(np.zeros((4, 8, 8)), np.zeros((4, 1, 2)))
     with pytest.raises(ValueError, match=r"offsets_xy.shape=\(3, 4, 2\)"):
         enforce_overlap(np.zeros((2, 4, SIZE, SIZE)), np.zeros((3, 4, 2)))
+
+
+def test_probe_weights_follow_the_beam_with_a_floor_inside_the_window():
+    from ptychopinn_core.physics import PROBE_WEIGHT_FLOOR, probe_weights
+    from ptychopinn_core.simulation import focused_probe
+
+    probe = focused_probe(SIZE, defocus_waves=0.3)
+    weights = probe_weights(probe)
+    window = central_window_mask(SIZE) == 1
+    assert weights.max() == pytest.approx(1.0) and np.all(weights[~window] == 0)
+    assert weights[window].min() == pytest.approx(PROBE_WEIGHT_FLOOR)
+    bright = np.abs(probe) * window >= PROBE_WEIGHT_FLOOR * (np.abs(probe) * window).max()
+    np.testing.assert_allclose(weights[bright], (np.abs(probe) / (np.abs(probe) * window).max())[bright], rtol=1e-6)
+    with pytest.raises(ValueError, match="zero or non-finite"):
+        probe_weights(np.zeros((SIZE, SIZE), dtype=complex))
+
+
+def test_a_probe_weighted_merge_trusts_the_channel_under_its_beam():
+    # Two channels at the same position disagree; channel 0's beam is bright where channel
+    # 1's weights are at their floor: the merge keeps channel 0's value there (a weighted
+    # average, weights 1 : floor), where the window merge would take the plain mean.
+    weights = np.zeros((SIZE, SIZE))
+    weights[SIZE // 4 : 3 * SIZE // 4, SIZE // 4 : 3 * SIZE // 4] = 0.01
+    weights[SIZE // 2, SIZE // 2] = 1.0
+    patches = np.zeros((1, 2, SIZE, SIZE), dtype=complex)
+    patches[0, 0], patches[0, 1] = 1.0, 3.0
+    merged = merge_patches(patches, np.zeros((1, 2, 2)), weights)[0]
+    assert merged[SIZE // 2, SIZE // 2] == pytest.approx(2.0)  # same weights: the mean
+    shifted = merge_patches(patches, np.array([[[0.0, 0.0], [5.0, 0.0]]]), weights)[0]
+    # Channel 1 moved 5 px right: at the centre channel 0 has weight 1, channel 1 the floor.
+    assert shifted[SIZE // 2, SIZE // 2] == pytest.approx((1.0 * 1 + 3.0 * 0.01) / 1.01)

@@ -410,8 +410,11 @@ class PhysicsOps(Protocol):
         """:func:`ptychopinn_core.physics.overlap.merge_patches`: (B, C, N, N), (B, C, 2) -> (B, N, N)."""
         ...
 
-    def enforce_overlap(self, patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
-        """:func:`ptychopinn_core.physics.overlap.enforce_overlap`: (B, C, N, N), (B, C, 2) -> (B, C, N, N)."""
+    def enforce_overlap(
+        self, patches: np.ndarray, offsets_xy: np.ndarray, weights: np.ndarray | None = None
+    ) -> np.ndarray:
+        """:func:`ptychopinn_core.physics.overlap.enforce_overlap`: (B, C, N, N), (B, C, 2),
+        merge weights (N, N) or None (the window) -> (B, C, N, N)."""
         ...
 
     def illuminate(self, patches: np.ndarray, probe: np.ndarray) -> np.ndarray:

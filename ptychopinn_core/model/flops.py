@@ -114,21 +114,22 @@ def network_flops(model_config: ModelConfig) -> int:
 def overlap_flops(model_config: ModelConfig) -> int:
     """FLOPs of the overlap constraint for one group (0 for ``C = 1``).
 
-    Merge: window the ``C`` patches (complex x real), translate them and their windows,
-    sum over channels, divide where the weight is above threshold (compare, max,
-    divide: 4 per pixel); extract: translate the merged object back ``C`` times.
+    One merge per channel, in that channel's frame (physics.md §4), each over the ``C``
+    patches: weight them (complex x real), translate them and their weights, sum over
+    channels, divide where the weight is above threshold (compare, max, divide: 4 per
+    pixel). The merge weights (the window or the probe's, once per batch) are not counted.
     """
     channels = model_config.group_size
     if channels == 1:
         return 0
     pixels = model_config.pattern_size**2
-    window = 2 * channels * pixels
-    translate_patches = BILINEAR_COMPLEX_FLOPS * channels * pixels
-    translate_windows = BILINEAR_REAL_FLOPS * channels * pixels
-    sums = 3 * (channels - 1) * pixels  # complex patches (2) and real windows (1)
-    divide = 4 * pixels
-    extract = BILINEAR_COMPLEX_FLOPS * channels * pixels
-    return window + translate_patches + translate_windows + sums + divide + extract
+    pairs = channels * channels
+    weigh = 2 * pairs * pixels
+    translate_patches = BILINEAR_COMPLEX_FLOPS * pairs * pixels
+    translate_weights = BILINEAR_REAL_FLOPS * pairs * pixels
+    sums = 3 * channels * (channels - 1) * pixels  # complex patches (2) and real weights (1)
+    divide = 4 * channels * pixels
+    return weigh + translate_patches + translate_weights + sums + divide
 
 
 def fft2_flops(size: int) -> float:

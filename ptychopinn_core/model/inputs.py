@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from ptychopinn_core.config import Config
+from ptychopinn_core.config import Config, ModelConfig
 from ptychopinn_core.data.scan import ScanData
 from ptychopinn_core.model.state import ModelState
+from ptychopinn_core.physics.overlap import probe_weights
 from ptychopinn_core.physics.normalization import amplitude_normalisation, intensity_scale
 from ptychopinn_core.physics.probe_model import circular_probe_mask, normalise_probe
 
-__all__ = ["check_model_inputs", "check_pattern_size", "compute_dtypes", "model_probe", "prepare_model_state"]
+__all__ = [
+    "check_model_inputs",
+    "check_pattern_size",
+    "compute_dtypes",
+    "model_probe",
+    "overlap_weights",
+    "prepare_model_state",
+]
 
 
 def check_pattern_size(scan: ScanData, config: Config) -> None:
@@ -32,6 +40,12 @@ def model_probe(probe: np.ndarray, mask: bool) -> np.ndarray:
     if mask:
         probe = probe * circular_probe_mask(probe.shape[-1], dtype=np.float32)
     return normalise_probe(probe).astype(np.complex64)
+
+
+def overlap_weights(model_config: ModelConfig, probe: np.ndarray) -> np.ndarray | None:
+    """The merge weights of the overlap constraint (physics.md §4): None for the window,
+    else :func:`~ptychopinn_core.physics.overlap.probe_weights` of the model's probe."""
+    return probe_weights(probe) if model_config.overlap_weights == "probe" else None
 
 
 def prepare_model_state(scan: ScanData, config: Config) -> ModelState:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ptychopinn_core.physics.forward import far_field, illuminate
 from ptychopinn_core.physics.losses import amplitude_mae, poisson_nll
-from ptychopinn_core.physics.overlap import enforce_overlap, merge_patches, pad_to_full
+from ptychopinn_core.physics.overlap import enforce_overlap, merge_patches, pad_to_full, probe_weights
 from ptychopinn_core.physics.translate import translate
 from ptychopinn_core.simulation.probe import default_probe
 
@@ -97,9 +97,10 @@ def physics_case(op: str, size: int, intensity_scale: float, seed: int = CONFORM
     if op == "merge_patches":
         values, offsets = patches(), _subpixel_offsets(rng, (batch, channels, 2), size / 8)
         return (values, offsets), merge_patches(values.astype(wide), offsets.astype(np.float64))
-    if op == "enforce_overlap":
+    if op == "enforce_overlap":  # with the default merge weights: the probe's (physics.md §4)
         values, offsets = patches(), _subpixel_offsets(rng, (batch, channels, 2), size / 8)
-        return (values, offsets), enforce_overlap(values.astype(wide), offsets.astype(np.float64))
+        weights = probe_weights(default_probe(size)).astype(np.float32)
+        return (values, offsets, weights), enforce_overlap(values.astype(wide), offsets.astype(np.float64), weights)
     if op == "illuminate":
         values, probe = patches(), default_probe(size).astype(np.complex64)
         return (values, probe), illuminate(values.astype(wide), probe.astype(wide))

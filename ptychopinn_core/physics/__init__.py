@@ -6,8 +6,10 @@ from ptychopinn_core.physics.losses import POISSON_EPS, amplitude_mae, pinn_loss
 from ptychopinn_core.physics.normalization import amplitude_normalisation, intensity_scale
 from ptychopinn_core.physics.overlap import (
     MERGE_MASK_THRESHOLD,
+    PROBE_WEIGHT_FLOOR,
     central_window_mask,
     enforce_overlap,
+    probe_weights,
     relative_offsets,
     merge_patches,
     pad_to_full,
@@ -27,10 +29,12 @@ __all__ = [
     "predicted_intensity",
     # overlap
     "MERGE_MASK_THRESHOLD",
+    "PROBE_WEIGHT_FLOOR",
     "central_window_mask",
     "pad_to_full",
     "merge_patches",
     "relative_offsets",
+    "probe_weights",
     "enforce_overlap",
     # probe model
     "circular_probe_mask",

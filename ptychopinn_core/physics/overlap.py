@@ -28,12 +28,21 @@ from ptychopinn_core.physics.translate import translate
 
 __all__ = [
     "MERGE_MASK_THRESHOLD",
+    "PROBE_WEIGHT_FLOOR",
     "central_window_mask",
     "pad_to_full",
     "merge_patches",
     "relative_offsets",
     "enforce_overlap",
+    "probe_weights",
 ]
+
+#: Smallest probe merge weight inside the window (:func:`probe_weights`): where a probe is
+#: dark, its patch still counts a little, so the merge stays defined over every window
+#: (no pixel of a window falls under :data:`MERGE_MASK_THRESHOLD`) and a truth that
+#: agrees everywhere stays the exact minimiser; 1 % keeps a neighbour's unconstrained
+#: prediction small against one under the beam.
+PROBE_WEIGHT_FLOOR = 1e-2
 
 #: Smallest summed (translated) window weight at which the merged object is defined.
 #: Below it the merged object is zero rather than ``sum / weight``: dividing by a tiny
@@ -113,6 +122,52 @@ def pad_to_full(head: np.ndarray, size: int) -> np.ndarray:
     return np.pad(head, pad)
 
 
+def probe_weights(probe: np.ndarray) -> np.ndarray:
+    """Merge weights that follow the illumination: ``w * max(|P| / max(w |P|), floor)``, real (N, N).
+
+    Why: a patch is constrained by its pattern only where its probe lights the object.
+    With window weights a neighbour's prediction in the dark part of its window (which no
+    measurement constrains) counts as much as the channel's own prediction under its
+    beam; a focused probe, whose footprint is smaller than the window, then does not
+    train at gridsize 2 (docs/physics.md §4, measured). ``floor`` =
+    :data:`PROBE_WEIGHT_FLOOR`. The weights are a constant of the merge: no gradient flows
+    into a trainable probe through them.
+
+    Parameters
+    ----------
+    probe : ndarray, complex, shape (N, N)
+        The model's probe.
+
+    Returns
+    -------
+    ndarray, shape (N, N), the probe's real dtype
+        In ``[floor, 1]`` inside the central window (1 at its brightest pixel), 0 outside.
+    """
+    probe = np.asarray(probe)
+    if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
+        raise ValueError(f"invalid probe shape: expected (N, N), received probe.shape={probe.shape}")
+    window = central_window_mask(probe.shape[-1], dtype=_real_dtype(probe))
+    weights = np.abs(probe) * window
+    peak = weights.max()
+    if not np.isfinite(peak) or peak <= 0:
+        raise ValueError("invalid probe: zero or non-finite amplitude in the central window")
+    return (np.maximum(weights / peak, PROBE_WEIGHT_FLOOR) * window).astype(_real_dtype(probe), copy=False)
+
+
+def _window_weights(weights: np.ndarray | None, patches: np.ndarray) -> np.ndarray:
+    """The merge weights: the central window by default, else ``weights`` (checked)."""
+    size = patches.shape[-1]
+    if weights is None:
+        return central_window_mask(size, dtype=_real_dtype(patches))
+    weights = np.asarray(weights)
+    if weights.shape != (size, size) or weights.dtype.kind != "f":
+        raise ValueError(
+            f"invalid merge weights: expected a real ({size}, {size}) array, received "
+            f"shape {weights.shape} dtype {weights.dtype}"
+        )
+    return weights.astype(_real_dtype(patches), copy=False)
+
+
 def _check_group_arrays(patches: np.ndarray, offsets_xy: np.ndarray) -> None:
     if patches.ndim != 4 or patches.shape[-1] != patches.shape[-2]:
         raise ValueError(
@@ -127,11 +182,11 @@ def _check_group_arrays(patches: np.ndarray, offsets_xy: np.ndarray) -> None:
         )
 
 
-def merge_patches(patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
+def merge_patches(patches: np.ndarray, offsets_xy: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Average a group's windowed patches in the group frame.
 
-    Equation (``T_d`` = :func:`translate` by ``d``, ``w`` = :func:`central_window_mask`,
-    ``t`` = :data:`MERGE_MASK_THRESHOLD`)::
+    Equation (``T_d`` = :func:`translate` by ``d``, ``w`` = the merge weights: the
+    :func:`central_window_mask` or :func:`probe_weights`, ``t`` = :data:`MERGE_MASK_THRESHOLD`)::
 
         S = sum_c T_{+offset_c}(w * O_c)
         W = sum_c T_{+offset_c}(w)
@@ -148,6 +203,8 @@ def merge_patches(patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
         Object patches ``O_c``, each in its own position's frame.
     offsets_xy : ndarray, shape (B, C, 2), float
         ``offset_c = position_c - centre`` in pixels, ``(x, y)``.
+    weights : ndarray, real, shape (N, N), optional
+        Merge weights in ``[0, 1]`` (default: the central window).
 
     Returns
     -------
@@ -157,12 +214,11 @@ def merge_patches(patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
     patches = np.asarray(patches)
     offsets_xy = np.asarray(offsets_xy, dtype=np.float64)
     _check_group_arrays(patches, offsets_xy)
-    size = patches.shape[-1]
-    window = central_window_mask(size, dtype=_real_dtype(patches))
-    weights = translate(np.broadcast_to(window, patches.shape), offsets_xy).sum(axis=1)
+    window = _window_weights(weights, patches)
+    coverage = translate(np.broadcast_to(window, patches.shape), offsets_xy).sum(axis=1)
     summed = translate(patches * window, offsets_xy).sum(axis=1)
-    threshold = weights.dtype.type(MERGE_MASK_THRESHOLD)
-    merged = np.where(weights > threshold, summed / np.maximum(weights, threshold), 0)
+    threshold = coverage.dtype.type(MERGE_MASK_THRESHOLD)
+    merged = np.where(coverage > threshold, summed / np.maximum(coverage, threshold), 0)
     return merged.astype(summed.dtype, copy=False)
 
 
@@ -172,7 +228,7 @@ def relative_offsets(offsets_xy: np.ndarray) -> np.ndarray:
     return offsets_xy[:, None, :, :] - offsets_xy[:, :, None, :]
 
 
-def enforce_overlap(patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
+def enforce_overlap(patches: np.ndarray, offsets_xy: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Overlap constraint: each channel becomes the group's average seen from its own frame.
 
     Equation (``T_d`` = :func:`translate`, ``w`` = the window, ``t`` = the threshold)::
@@ -197,6 +253,9 @@ def enforce_overlap(patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
     patches : ndarray, shape (B, C, N, N)
     offsets_xy : ndarray, shape (B, C, 2)
         Offsets from any common reference (the group centre); only their differences count.
+    weights : ndarray, real, shape (N, N), optional
+        Merge weights ``w`` (default: the central window; the model uses
+        :func:`probe_weights` when ``model.overlap_weights = "probe"``).
 
     Returns
     -------
@@ -214,5 +273,6 @@ def enforce_overlap(patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
     merged = merge_patches(
         stacked.reshape((batch * channels,) + patches.shape[1:]),
         relative_offsets(offsets_xy).reshape(batch * channels, channels, 2),
+        weights,
     )
     return merged.reshape(batch, channels, size, size)

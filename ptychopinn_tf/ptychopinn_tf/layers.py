@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from ptychopinn_core.physics.losses import POISSON_EPS
-from ptychopinn_core.physics.overlap import MERGE_MASK_THRESHOLD
+from ptychopinn_core.physics.overlap import MERGE_MASK_THRESHOLD, PROBE_WEIGHT_FLOOR
 
 __all__ = [
     "sample_separable",
@@ -32,6 +32,7 @@ __all__ = [
     "central_window_mask",
     "merge_patches",
     "relative_offsets",
+    "probe_weights",
     "enforce_overlap",
     "illuminate",
     "far_field",
@@ -215,6 +216,41 @@ def central_window_mask(size: int, dtype: tf.DType = tf.float32) -> tf.Tensor:
     return tf.constant(mask)
 
 
+def probe_weights(probe: tf.Tensor) -> tf.Tensor:
+    """Merge weights that follow the illumination, ``w * max(|P| / max(w |P|), floor)`` (docs/physics.md §4).
+
+    A constant of the merge (``stop_gradient``): no gradient reaches a trainable probe
+    through the merge weights.
+
+    Parameters
+    ----------
+    probe : tf.Tensor, complex, shape (N, N)
+
+    Returns
+    -------
+    tf.Tensor, real, shape (N, N)
+    """
+    probe = tf.stop_gradient(tf.convert_to_tensor(probe))
+    real_dtype = _real_dtype(probe.dtype)
+    window = central_window_mask(probe.shape[-1], real_dtype)
+    weights = tf.abs(probe) * window
+    floor = tf.constant(PROBE_WEIGHT_FLOOR, dtype=real_dtype)
+    return tf.maximum(weights / tf.reduce_max(weights), floor) * window
+
+
+def _merge_weights(weights: tf.Tensor | None, patches: tf.Tensor) -> tf.Tensor:
+    """The central window by default, else ``weights``, in the patches' real dtype."""
+    real_dtype = _real_dtype(patches.dtype)
+    if weights is None:
+        return central_window_mask(patches.shape[-1], real_dtype)
+    weights = tf.convert_to_tensor(weights)
+    if tuple(weights.shape) != tuple(patches.shape[-2:]):
+        raise ValueError(
+            f"invalid merge weights: expected shape {tuple(patches.shape[-2:])}, received {tuple(weights.shape)}"
+        )
+    return tf.cast(weights, real_dtype)
+
+
 def _check_group_tensors(patches: tf.Tensor, offsets_xy: tf.Tensor) -> None:
     if patches.shape.rank != 4 or patches.shape[-1] != patches.shape[-2]:
         raise ValueError(f"invalid patches shape: expected (B, C, N, N), received patches.shape={patches.shape}")
@@ -225,7 +261,7 @@ def _check_group_tensors(patches: tf.Tensor, offsets_xy: tf.Tensor) -> None:
         )
 
 
-def merge_patches(patches: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
+def merge_patches(patches: tf.Tensor, offsets_xy: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
     """Average a group's windowed patches in the group frame.
 
     Equation (``T_d`` = :func:`translate` by ``d``, ``w`` = :func:`central_window_mask`,
@@ -243,6 +279,8 @@ def merge_patches(patches: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
     patches : tf.Tensor, shape (B, C, N, N), complex64 or float32
     offsets_xy : tf.Tensor, shape (B, C, 2), float
         ``offset_c = position_c - centre`` in pixels, ``(x, y)``.
+    weights : tf.Tensor, real, shape (N, N), optional
+        Merge weights ``w`` (default: the central window; or :func:`probe_weights`).
 
     Returns
     -------
@@ -252,17 +290,17 @@ def merge_patches(patches: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
     offsets_xy = tf.convert_to_tensor(offsets_xy)
     _check_group_tensors(patches, offsets_xy)
     real_dtype = _real_dtype(patches.dtype)
-    window = central_window_mask(patches.shape[-1], real_dtype)
+    window = _merge_weights(weights, patches)
     windows = tf.broadcast_to(window, tf.shape(patches))
-    weights = tf.reduce_sum(translate(windows, offsets_xy), axis=1)
+    coverage = tf.reduce_sum(translate(windows, offsets_xy), axis=1)
     summed = tf.reduce_sum(translate(_scale(patches, window), offsets_xy), axis=1)
     threshold = tf.constant(MERGE_MASK_THRESHOLD, dtype=real_dtype)
-    safe_weights = tf.maximum(weights, threshold)
+    safe_weights = tf.maximum(coverage, threshold)
     if summed.dtype.is_complex:
         quotient = tf.complex(tf.math.real(summed) / safe_weights, tf.math.imag(summed) / safe_weights)
     else:
         quotient = summed / safe_weights
-    return tf.where(weights > threshold, quotient, tf.zeros_like(quotient))
+    return tf.where(coverage > threshold, quotient, tf.zeros_like(quotient))
 
 
 def relative_offsets(offsets_xy: tf.Tensor) -> tf.Tensor:
@@ -270,7 +308,7 @@ def relative_offsets(offsets_xy: tf.Tensor) -> tf.Tensor:
     return offsets_xy[:, None, :, :] - offsets_xy[:, :, None, :]
 
 
-def enforce_overlap(patches: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
+def enforce_overlap(patches: tf.Tensor, offsets_xy: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
     """Overlap constraint: each channel becomes the group's average seen from its own frame.
 
     Equation: ``O'_c = merge_patches(O, relative_offsets(offsets)[:, c])``, i.e.
@@ -282,6 +320,8 @@ def enforce_overlap(patches: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
     ----------
     patches : tf.Tensor, shape (B, C, N, N)
     offsets_xy : tf.Tensor, shape (B, C, 2)
+    weights : tf.Tensor, real, shape (N, N), optional
+        Merge weights (default: the central window).
 
     Returns
     -------
@@ -298,7 +338,7 @@ def enforce_overlap(patches: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
     stacked = tf.reshape(tf.broadcast_to(patches[:, None], [batch, channels, channels, size, size]),
                          [-1, channels, size, size])
     relative = tf.reshape(relative_offsets(tf.cast(offsets_xy, COORDINATE_DTYPE)), [-1, channels, 2])
-    return tf.reshape(merge_patches(stacked, relative), [batch, channels, size, size])
+    return tf.reshape(merge_patches(stacked, relative, weights), [batch, channels, size, size])
 
 
 def illuminate(patches: tf.Tensor, probe: tf.Tensor) -> tf.Tensor:

@@ -185,7 +185,13 @@ class PinnModel:
         """Object patches after the overlap constraint, complex64 (B, C, N, N) (differentiable)."""
         amplitude, phase = self.network(diffraction)
         objects = layers.pad_to_full(layers.complex_combine(amplitude, phase), self.pattern_size)
-        return layers.enforce_overlap(objects, offsets_xy)
+        return layers.enforce_overlap(objects, offsets_xy, self.overlap_weights())
+
+    def overlap_weights(self) -> tf.Tensor | None:
+        """Merge weights of the overlap constraint: None (the window) or the probe's (physics.md §4)."""
+        if self.group_size == 1 or self.config.model.overlap_weights == "window":
+            return None
+        return layers.probe_weights(self.probe())
 
     def forward_tensors(self, diffraction: tf.Tensor, offsets_xy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """``(patches complex64, A_hat float32)``, both (B, C, N, N) (differentiable)."""

@@ -31,8 +31,9 @@ class FrameworkPhysicsOps:
     def merge_patches(self, patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
         return layers.merge_patches(_tensor(patches), _tensor(offsets_xy)).numpy()
 
-    def enforce_overlap(self, patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
-        return layers.enforce_overlap(_tensor(patches), _tensor(offsets_xy)).numpy()
+    def enforce_overlap(self, patches: np.ndarray, offsets_xy: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        weights = None if weights is None else _tensor(weights)
+        return layers.enforce_overlap(_tensor(patches), _tensor(offsets_xy), weights).numpy()
 
     def illuminate(self, patches: np.ndarray, probe: np.ndarray) -> np.ndarray:
         return layers.illuminate(_tensor(patches), _tensor(probe)).numpy()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from ptychopinn_core.physics.losses import POISSON_EPS
-from ptychopinn_core.physics.overlap import MERGE_MASK_THRESHOLD
+from ptychopinn_core.physics.overlap import MERGE_MASK_THRESHOLD, PROBE_WEIGHT_FLOOR
 
 __all__ = [
     "sample_separable",
@@ -33,6 +33,7 @@ __all__ = [
     "central_window_mask",
     "merge_patches",
     "relative_offsets",
+    "probe_weights",
     "enforce_overlap",
     "illuminate",
     "far_field",
@@ -207,6 +208,38 @@ def central_window_mask(size: int, dtype: torch.dtype = torch.float32) -> torch.
     return mask
 
 
+def probe_weights(probe: torch.Tensor) -> torch.Tensor:
+    """Merge weights that follow the illumination, ``w * max(|P| / max(w |P|), floor)`` (docs/physics.md §4).
+
+    Detached: no gradient reaches a trainable probe through the merge weights.
+
+    Parameters
+    ----------
+    probe : torch.Tensor, complex, shape (N, N)
+
+    Returns
+    -------
+    torch.Tensor, real, shape (N, N), on the probe's device
+    """
+    probe = torch.as_tensor(probe).detach()
+    window = central_window_mask(probe.shape[-1], _real_dtype(probe.dtype)).to(probe.device)
+    weights = probe.abs() * window
+    return torch.clamp(weights / weights.max(), min=PROBE_WEIGHT_FLOOR) * window
+
+
+def _merge_weights(weights: torch.Tensor | None, patches: torch.Tensor) -> torch.Tensor:
+    """The central window by default, else ``weights``, in the patches' real dtype and device."""
+    real_dtype = _real_dtype(patches.dtype)
+    if weights is None:
+        return central_window_mask(patches.shape[-1], real_dtype).to(patches.device)
+    weights = torch.as_tensor(weights, device=patches.device)
+    if tuple(weights.shape) != tuple(patches.shape[-2:]):
+        raise ValueError(
+            f"invalid merge weights: expected shape {tuple(patches.shape[-2:])}, received {tuple(weights.shape)}"
+        )
+    return weights.to(real_dtype)
+
+
 def _check_group_tensors(patches: torch.Tensor, offsets_xy: torch.Tensor) -> None:
     if patches.dim() != 4 or patches.shape[-1] != patches.shape[-2]:
         raise ValueError(
@@ -220,7 +253,9 @@ def _check_group_tensors(patches: torch.Tensor, offsets_xy: torch.Tensor) -> Non
         )
 
 
-def merge_patches(patches: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Tensor:
+def merge_patches(
+    patches: torch.Tensor, offsets_xy: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Average a group's windowed patches in the group frame.
 
     Equation (``T_d`` = :func:`translate` by ``d``, ``w`` = :func:`central_window_mask`,
@@ -238,6 +273,8 @@ def merge_patches(patches: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Tens
     patches : torch.Tensor, shape (B, C, N, N), complex64 or float32
     offsets_xy : torch.Tensor, shape (B, C, 2), float
         ``offset_c = position_c - centre`` in pixels, ``(x, y)``.
+    weights : torch.Tensor, real, shape (N, N), optional
+        Merge weights ``w`` (default: the central window; or :func:`probe_weights`).
 
     Returns
     -------
@@ -247,12 +284,12 @@ def merge_patches(patches: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Tens
     offsets_xy = torch.as_tensor(offsets_xy, device=patches.device)
     _check_group_tensors(patches, offsets_xy)
     real_dtype = _real_dtype(patches.dtype)
-    window = central_window_mask(patches.shape[-1], real_dtype).to(patches.device)
-    weights = translate(window.expand(patches.shape), offsets_xy).sum(dim=1)
+    window = _merge_weights(weights, patches)
+    coverage = translate(window.expand(patches.shape), offsets_xy).sum(dim=1)
     summed = translate(patches * window, offsets_xy).sum(dim=1)
     threshold = torch.tensor(MERGE_MASK_THRESHOLD, dtype=real_dtype, device=patches.device)
-    quotient = summed / torch.maximum(weights, threshold)
-    return torch.where(weights > threshold, quotient, torch.zeros_like(quotient))
+    quotient = summed / torch.maximum(coverage, threshold)
+    return torch.where(coverage > threshold, quotient, torch.zeros_like(quotient))
 
 
 def relative_offsets(offsets_xy: torch.Tensor) -> torch.Tensor:
@@ -260,7 +297,9 @@ def relative_offsets(offsets_xy: torch.Tensor) -> torch.Tensor:
     return offsets_xy[:, None, :, :] - offsets_xy[:, :, None, :]
 
 
-def enforce_overlap(patches: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Tensor:
+def enforce_overlap(
+    patches: torch.Tensor, offsets_xy: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Overlap constraint: each channel becomes the group's average seen from its own frame.
 
     Equation: ``O'_c = merge_patches(O, relative_offsets(offsets)[:, c])``, i.e.
@@ -272,6 +311,8 @@ def enforce_overlap(patches: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Te
     ----------
     patches : torch.Tensor, shape (B, C, N, N)
     offsets_xy : torch.Tensor, shape (B, C, 2)
+    weights : torch.Tensor, real, shape (N, N), optional
+        Merge weights (default: the central window).
 
     Returns
     -------
@@ -286,7 +327,7 @@ def enforce_overlap(patches: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Te
         return patches
     stacked = patches[:, None].expand(batch, channels, channels, size, size).reshape(batch * channels, channels, size, size)
     relative = relative_offsets(offsets_xy.to(COORDINATE_DTYPE)).reshape(batch * channels, channels, 2)
-    return merge_patches(stacked, relative).reshape(batch, channels, size, size)
+    return merge_patches(stacked, relative, weights).reshape(batch, channels, size, size)
 
 
 def illuminate(patches: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:

@@ -98,6 +98,8 @@ class _PinnModule(nn.Module):
             self.probe = nn.Parameter(probe)
         else:
             self.register_buffer("probe", probe)
+        self.group_size = model_config.group_size
+        self.overlap_rule = model_config.overlap_weights
         self.mask_probe = bool(model_config.probe_trainable and state.probe_mask)
         if self.mask_probe:
             mask = torch.from_numpy(circular_probe_mask(self.size, dtype=real_dtype))
@@ -122,7 +124,13 @@ class _PinnModule(nn.Module):
         """``enforce_overlap(pad_to_full(A * exp(i * phi), N), offsets)``, complex64."""
         with _no_autocast(amplitude.device):
             patches = layers.pad_to_full(layers.complex_combine(amplitude, phase), self.size)
-            return layers.enforce_overlap(patches, offsets_xy)
+            return layers.enforce_overlap(patches, offsets_xy, self.overlap_weights())
+
+    def overlap_weights(self) -> torch.Tensor | None:
+        """Merge weights of the overlap constraint: None (the window) or the probe's (physics.md §4)."""
+        if self.group_size == 1 or self.overlap_rule == "window":
+            return None
+        return layers.probe_weights(self.effective_probe())
 
     def patches(self, diffraction: torch.Tensor, offsets_xy: torch.Tensor) -> torch.Tensor:
         """Object patches after the overlap constraint, complex64 (B, C, N, N)."""

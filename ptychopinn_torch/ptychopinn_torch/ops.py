@@ -44,9 +44,10 @@ class FrameworkPhysicsOps:
         """:func:`ptychopinn_torch.layers.merge_patches`: (B, C, N, N), (B, C, 2) -> (B, N, N)."""
         return _array(layers.merge_patches(_tensor(patches), _coordinates(offsets_xy)))
 
-    def enforce_overlap(self, patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
-        """:func:`ptychopinn_torch.layers.enforce_overlap`: (B, C, N, N), (B, C, 2) -> (B, C, N, N)."""
-        return _array(layers.enforce_overlap(_tensor(patches), _coordinates(offsets_xy)))
+    def enforce_overlap(self, patches: np.ndarray, offsets_xy: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """:func:`ptychopinn_torch.layers.enforce_overlap`: (B, C, N, N), (B, C, 2), (N, N) -> (B, C, N, N)."""
+        weights = None if weights is None else _tensor(weights)
+        return _array(layers.enforce_overlap(_tensor(patches), _coordinates(offsets_xy), weights))
 
     def illuminate(self, patches: np.ndarray, probe: np.ndarray) -> np.ndarray:
         """:func:`ptychopinn_torch.layers.illuminate`: (..., N, N) * (N, N)."""

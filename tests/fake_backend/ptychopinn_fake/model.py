@@ -27,6 +27,7 @@ import numpy as np
 
 from ptychopinn_core.backends import ForwardResult
 from ptychopinn_core.model.parameters import effective_intensity_scale, parameter_specs, validate_weights
+from ptychopinn_core.model.inputs import overlap_weights
 from ptychopinn_core.model.state import History
 from ptychopinn_core.physics import (
     amplitude_mae,
@@ -60,8 +61,9 @@ class NumpyPhysicsOps:
     def merge_patches(self, patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
         return merge_patches(_single(patches), np.asarray(offsets_xy, dtype=np.float32))
 
-    def enforce_overlap(self, patches: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
-        return enforce_overlap(_single(patches), np.asarray(offsets_xy, dtype=np.float32))
+    def enforce_overlap(self, patches: np.ndarray, offsets_xy: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+        return enforce_overlap(_single(patches), np.asarray(offsets_xy, dtype=np.float32), weights)
 
     def illuminate(self, patches: np.ndarray, probe: np.ndarray) -> np.ndarray:
         return illuminate(_single(patches), _single(probe))
@@ -116,7 +118,8 @@ class ConstantPatchModel:
 
     def predict(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
         diffraction, offsets_xy = self._check_inputs(diffraction, offsets_xy)
-        return patches_from_biases(self.head_biases(), diffraction.shape, offsets_xy).astype(np.complex64)
+        weights = overlap_weights(self.config.model, self.state.probe)
+        return patches_from_biases(self.head_biases(), diffraction.shape, offsets_xy, weights).astype(np.complex64)
 
     def forward(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> ForwardResult:
         patches = self.predict(diffraction, offsets_xy)
@@ -132,7 +135,7 @@ class ConstantPatchModel:
         training, probe = self.config.training, self.state.probe
 
         def loss_of(theta):
-            return _batch_loss(theta, probe, diffraction, offsets_xy, scale, training)
+            return _batch_loss(theta, probe, diffraction, offsets_xy, scale, training, self.config.model)
 
         theta = self.head_biases()
         gradient = _gradient(theta, loss_of).astype(np.float32)
@@ -147,18 +150,20 @@ class ConstantPatchModel:
         return diffraction, offsets_xy
 
 
-def patches_from_biases(theta: np.ndarray, shape: tuple[int, ...], offsets_xy: np.ndarray) -> np.ndarray:
+def patches_from_biases(
+    theta: np.ndarray, shape: tuple[int, ...], offsets_xy: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Object patches ``(B, C, N, N)`` complex128 of the constant-patch rule."""
     batch, channels, size, _ = shape
     amplitude = 1.0 / (1.0 + np.exp(-theta[:channels]))
     phase = math.pi * np.tanh(theta[channels:])
     values = (amplitude * np.exp(1j * phase))[None, :, None, None]
     head = np.broadcast_to(values, (batch, channels, size // 2, size // 2))
-    return enforce_overlap(pad_to_full(head, size), np.asarray(offsets_xy, dtype=np.float64))
+    return enforce_overlap(pad_to_full(head, size), np.asarray(offsets_xy, dtype=np.float64), weights)
 
 
-def _batch_loss(theta, probe, diffraction, offsets_xy, intensity_scale, training) -> float:
-    patches = patches_from_biases(theta, diffraction.shape, offsets_xy)
+def _batch_loss(theta, probe, diffraction, offsets_xy, intensity_scale, training, model_config) -> float:
+    patches = patches_from_biases(theta, diffraction.shape, offsets_xy, overlap_weights(model_config, probe))
     amplitude = np.abs(far_field(illuminate(patches, probe.astype(np.complex128))))
     return pinn_loss(
         amplitude, diffraction.astype(np.float64), intensity_scale, training.nll_weight, training.mae_weight
@@ -189,7 +194,7 @@ def train(model: ConstantPatchModel, data, config, progress) -> History:
 
     def loss_on(group_ids, parameters):
         diffraction, offsets_xy = data.gather(group_ids)
-        return _batch_loss(parameters, probe, diffraction, offsets_xy, scale, training)
+        return _batch_loss(parameters, probe, diffraction, offsets_xy, scale, training, config.model)
 
     policy.start()
     for epoch in range(training.epochs):
