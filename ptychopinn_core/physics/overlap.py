@@ -193,9 +193,10 @@ def merge_patches(patches: np.ndarray, offsets_xy: np.ndarray, weights: np.ndarr
         merged = where(W > t, S / maximum(W, t), 0)
 
     ``maximum(W, t)`` keeps the untaken branch finite, so the same expression has
-    finite gradients in TensorFlow and PyTorch. Applying ``w`` to the patches is a
-    no-op for network output (already zero outside the window); it makes the merge
-    a weighted average for any input, hence ``|merged| <= max |O_c|``: never amplified.
+    finite gradients in TensorFlow and PyTorch. Applying ``w`` to the patches makes the
+    merge a weighted average with weights ``w >= 0`` for any input (content outside the
+    window has weight 0): each merged value is a convex combination of patch values
+    inside the window, so ``|merged| <= max |O_c|`` there: never amplified.
 
     Parameters
     ----------
