@@ -60,6 +60,11 @@ class ModelConfig(_Section):
         "encoder_decoder",
         description="Network: encoder_decoder (no skips) or unet (encoder features concatenated into both decoders).",
     )
+    group_network: Literal["shared", "joint"] = Field(
+        "shared",
+        description="How gridsize > 1 reads a group: shared (one network applied to each pattern, the same "
+        "weights; the overlap constraint couples them) or joint (the C patterns as the channels of one network).",
+    )
     overlap_weights: Literal["window", "probe"] = Field(
         "probe",
         description="Merge weights of the overlap constraint: probe (|P| in the window, where a pattern "

@@ -18,6 +18,7 @@ from ptychopinn_core.model.bundle import (
     BUNDLE_FORMAT,
     CONFIG_MEMBER,
     HISTORY_MEMBER,
+    KEYS_ADDED_SINCE_FORMAT_1,
     MANIFEST_MEMBER,
     MEMBERS,
     STATE_ARRAYS_MEMBER,
@@ -32,6 +33,7 @@ from ptychopinn_core.model.bundle import (
 )
 from ptychopinn_core.model.parameters import count_parameters, initial_weights, parameter_specs
 from ptychopinn_core.model.state import EpochRecord, History, ModelState
+from ptychopinn_core.testing import bitwise_equal
 
 
 def small_config(**model) -> Config:
@@ -182,7 +184,7 @@ def test_inspect_bundle(written):
 
 def test_model_bundle_checks_its_parts():
     bundle = make_bundle()
-    other = small_config(gridsize=2)
+    other = small_config(gridsize=2, group_network="joint")
     with pytest.raises(ValueError, match="parameter"):
         ModelBundle(bundle.manifest, other, bundle.weights, bundle.state, bundle.history)
     wrong_probe = ModelState(np.ones((32, 32), np.complex64), 1.0, 1.0)
@@ -338,10 +340,44 @@ def test_weights_for_another_config(written):
     path, bundle = written
     config = member_json(path, CONFIG_MEMBER)
     config["model"]["gridsize"] = 2
+    config["model"]["group_network"] = "joint"
     rewrite(path, {CONFIG_MEMBER: json_bytes(config)})
     assert_bundle_error(
-        path, WEIGHTS_MEMBER, "gridsize=2", "'encoder.0.conv0.kernel'", "expected shape (3, 3, 4, 32)"
+        path, WEIGHTS_MEMBER, "gridsize=2", "group_network=joint", "'encoder.0.conv0.kernel'",
+        "expected shape (3, 3, 4, 32)"
     )
+
+
+def test_a_gridsize_1_bundle_is_a_shared_gridsize_2_model(written):
+    """The shared group network has the gridsize-1 parameter list: the same weights read
+    as a gridsize-2 model when the config says so."""
+    path, bundle = written
+    config = member_json(path, CONFIG_MEMBER)
+    config["model"]["gridsize"] = 2
+    assert config["model"]["group_network"] == "shared"
+    rewrite(path, {CONFIG_MEMBER: json_bytes(config)})
+    grouped = read_bundle(path)
+    assert grouped.config.model.gridsize == 2
+    assert all(bitwise_equal(grouped.weights[name], value) for name, value in bundle.weights.items())
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_a_bundle_from_before_group_network_reads_as_the_joint_network(tmp_path, gridsize):
+    """Bundles written before model.group_network existed store no such key; their
+    gridsize-2 networks read the group as channels (joint), which is not today's default,
+    so the reader fills in what they were trained with (KEYS_ADDED_SINCE_FORMAT_1)."""
+    joint = make_bundle(small_config(gridsize=gridsize, group_network="joint"))
+    path = tmp_path / "old.zip"
+    write_bundle(path, joint)
+    config = member_json(path, CONFIG_MEMBER)
+    del config["model"]["group_network"]
+    rewrite(path, {CONFIG_MEMBER: json_bytes(config)})
+    old = read_bundle(path)
+    assert old.config.model.group_network == KEYS_ADDED_SINCE_FORMAT_1["model.group_network"] == "joint"
+    assert old.config == joint.config
+    assert all(bitwise_equal(old.weights[name], value) for name, value in joint.weights.items())
+    # A config file (not a bundle) without the key takes today's default.
+    assert Config.from_dict({"model": {"gridsize": 2}}).model.group_network == "shared"
 
 
 def test_weights_with_a_missing_parameter(written):

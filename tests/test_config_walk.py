@@ -55,6 +55,8 @@ CORE_KEYS = {
     "model.probe_mask": "model/inputs.py masks the probe every backend is built with",
     "model.architecture": "model/parameters.py: parameter_specs and describe_architecture, which both "
                           "backends build their network from (tests/test_network.py holds each to them)",
+    "model.group_network": "model/parameters.py: network_channels, parameter_specs and describe_architecture "
+                           "(one pass per pattern or per group; tests/test_network.py holds each backend to them)",
     "data.nphotons": "model/inputs.py, training/data.py: the intensity scale in the model state",
     "data.n_neighbors": "training/data.py, inference_chunks.py: the groups",
     "data.n_groups": "training/data.py: the number of training groups",

@@ -65,19 +65,30 @@ def hand_far_field(size: int) -> float:
     return 6 * pixels + 5 * pixels * math.log2(pixels) + 2 * pixels + 4 * pixels
 
 
+def passes_and_channels(gridsize: int, group_network: str) -> tuple[int, int]:
+    """A group's network passes and the channels of each: C of 1 (shared) or 1 of C (joint)."""
+    channels = gridsize**2
+    return (channels, 1) if group_network == "shared" else (1, channels)
+
+
 @pytest.mark.parametrize("gridsize", [1, 2])
 @pytest.mark.parametrize("scale", [1, 2])
-def test_network_n16_matches_hand_count(gridsize, scale):
-    config = ModelConfig(pattern_size=16, gridsize=gridsize, n_filters_scale=scale)
-    assert network_flops(config) == hand_network_n16(gridsize**2, scale)
+@pytest.mark.parametrize("group_network", ["shared", "joint"])
+def test_network_n16_matches_hand_count(gridsize, scale, group_network):
+    config = ModelConfig(pattern_size=16, gridsize=gridsize, n_filters_scale=scale, group_network=group_network)
+    passes, channels = passes_and_channels(gridsize, group_network)
+    assert network_flops(config) == passes * hand_network_n16(channels, scale)
 
 
 @pytest.mark.parametrize("gridsize", [1, 2])
 @pytest.mark.parametrize("scale", [1, 2])
 @pytest.mark.parametrize("architecture", ["encoder_decoder", "unet"])
-def test_network_n64_matches_hand_count(gridsize, scale, architecture):
-    config = ModelConfig(pattern_size=64, gridsize=gridsize, n_filters_scale=scale, architecture=architecture)
-    assert network_flops(config) == hand_network_n64(gridsize**2, scale, architecture)
+@pytest.mark.parametrize("group_network", ["shared", "joint"])
+def test_network_n64_matches_hand_count(gridsize, scale, architecture, group_network):
+    config = ModelConfig(pattern_size=64, gridsize=gridsize, n_filters_scale=scale, architecture=architecture,
+                         group_network=group_network)
+    passes, channels = passes_and_channels(gridsize, group_network)
+    assert network_flops(config) == passes * hand_network_n64(channels, scale, architecture)
 
 
 def test_concat_moves_data_only():
@@ -93,7 +104,7 @@ def test_unet_costs_exactly_its_wider_convolutions(size, gridsize):
     """unet - encoder_decoder = the multiply-adds of the skip channels, nothing else: every
     conv that reads a concatenation multiplies 9 x (encoder channels) more inputs per output
     (2 FLOPs each); bias, activation and every other layer are the same."""
-    plain, unet = (ModelConfig(pattern_size=size, gridsize=gridsize, architecture=name)
+    plain, unet = (ModelConfig(pattern_size=size, gridsize=gridsize, architecture=name, group_network="joint")
                    for name in ("encoder_decoder", "unet"))
     shapes = {layer["name"]: layer for layer in describe_architecture(unet)}
     extra = 0
@@ -166,13 +177,17 @@ def test_pattern_size_scaling():
 
 def test_per_pattern_divides_a_group_by_its_size():
     single = model_flops(ModelConfig(pattern_size=64, gridsize=1))
-    grouped = model_flops(ModelConfig(pattern_size=64, gridsize=2))
-    assert grouped.group_size == 4
-    assert grouped.network == network_flops(ModelConfig(pattern_size=64, gridsize=2)) / 4
-    # A group of 4 costs about one single-pattern network pass (only the first conv and
-    # the heads see the channels), i.e. about a quarter per pattern.
-    assert 0.25 < grouped.network / single.network < 0.26
-    assert grouped.far_field == single.far_field  # the physics runs per pattern
+    joint_config = ModelConfig(pattern_size=64, gridsize=2, group_network="joint")
+    joint = model_flops(joint_config)
+    shared = model_flops(ModelConfig(pattern_size=64, gridsize=2, group_network="shared"))
+    assert joint.group_size == shared.group_size == 4
+    assert joint.network == network_flops(joint_config) / 4
+    # A joint group of 4 costs about one single-pattern network pass (only the first conv
+    # and the heads see the channels), i.e. about a quarter per pattern; a shared one runs
+    # the single-pattern network on each pattern.
+    assert 0.25 < joint.network / single.network < 0.26
+    assert shared.network == single.network
+    assert joint.far_field == shared.far_field == single.far_field  # the physics runs per pattern
 
 
 def test_amplitude_activation_changes_only_its_head():

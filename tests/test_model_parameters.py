@@ -22,6 +22,7 @@ from ptychopinn_core.model.parameters import (
     glorot_limit,
     initial_weights,
     n_levels,
+    network_channels,
     parameter_specs,
     validate_weights,
 )
@@ -62,13 +63,15 @@ def hand_count_n64(
 @pytest.mark.parametrize("scale", [1, 2])
 @pytest.mark.parametrize("trainable_scale", [False, True])
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_parameter_count_n64_matches_hand_formula(gridsize, scale, trainable_scale, architecture):
+@pytest.mark.parametrize("group_network", ["shared", "joint"])
+def test_parameter_count_n64_matches_hand_formula(gridsize, scale, trainable_scale, architecture, group_network):
     model = ModelConfig(
         pattern_size=64, gridsize=gridsize, n_filters_scale=scale, intensity_scale_trainable=trainable_scale,
-        architecture=architecture,
+        architecture=architecture, group_network=group_network,
     )
     specs = parameter_specs(model)
-    assert count_parameters(specs) == hand_count_n64(gridsize**2, scale, trainable_scale, architecture)
+    channels = gridsize**2 if group_network == "joint" else 1  # shared: one pattern a pass
+    assert count_parameters(specs) == hand_count_n64(channels, scale, trainable_scale, architecture)
     assert sum(spec.size for spec in specs) == count_parameters(specs)
 
 
@@ -76,10 +79,13 @@ def test_default_parameter_count_is_the_documented_number():
     # N = 64, g = 1: the numbers docs/bundle.md quotes (default n_filters_scale 1, and 2).
     assert count_parameters(parameter_specs(ModelConfig())) == 563_874
     assert count_parameters(parameter_specs(ModelConfig(n_filters_scale=2))) == 2_252_098
-    assert count_parameters(parameter_specs(ModelConfig(gridsize=2))) == hand_count_n64(4, 1) == 566_472
+    # gridsize 2: the default shared network is the gridsize-1 one; a joint one reads 4 channels.
+    assert count_parameters(parameter_specs(ModelConfig(gridsize=2))) == 563_874
+    joint = ModelConfig(gridsize=2, group_network="joint")
+    assert count_parameters(parameter_specs(joint)) == hand_count_n64(4, 1) == 566_472
     # unet, n_filters_scale 1: the numbers docs/physics.md (Architectures) and docs/bundle.md quote.
     assert count_parameters(parameter_specs(ModelConfig(architecture="unet"))) == 638_754
-    assert count_parameters(parameter_specs(ModelConfig(gridsize=2, architecture="unet"))) == 644_808
+    assert count_parameters(parameter_specs(joint.model_copy(update={"architecture": "unet"}))) == 644_808
 
 
 def test_the_default_architecture_is_the_encoder_decoder():
@@ -114,7 +120,8 @@ def test_n_levels_rejects_sizes_without_an_8x8_bottleneck(bad):
 
 
 def test_canonical_layout_is_hwio():
-    specs = {spec.name: spec for spec in parameter_specs(ModelConfig(pattern_size=64, gridsize=2, n_filters_scale=2))}
+    specs = {spec.name: spec for spec in parameter_specs(
+        ModelConfig(pattern_size=64, gridsize=2, n_filters_scale=2, group_network="joint"))}
     assert specs["encoder.0.conv0.kernel"].shape == (3, 3, 4, 64)
     assert specs["encoder.0.conv0.bias"].shape == (64,)
     assert specs["decoder_phase.0.conv0.kernel"].shape == (3, 3, 256, 128)
@@ -126,7 +133,7 @@ def test_canonical_layout_is_hwio():
 def test_unet_widens_only_the_kernels_that_read_a_skip():
     """N = 64, g = 2, k = 2: up-block 1's conv0 reads 128 (upsampled) + 256 (encoder.2)
     channels, the heads 64 + 128 (encoder.1); every other parameter keeps its shape."""
-    settings = {"pattern_size": 64, "gridsize": 2, "n_filters_scale": 2}
+    settings = {"pattern_size": 64, "gridsize": 2, "n_filters_scale": 2, "group_network": "joint"}
     plain = {spec.name: spec for spec in parameter_specs(ModelConfig(**settings))}
     unet = {spec.name: spec for spec in parameter_specs(ModelConfig(**settings, architecture="unet"))}
     assert list(unet) == list(plain), "same names, same order"
@@ -177,7 +184,7 @@ def test_unet_skips_concatenate_the_pre_pool_features_of_the_same_side(size):
 
 
 def test_n16_heads_act_on_the_bottleneck():
-    model = ModelConfig(pattern_size=16, gridsize=2, n_filters_scale=1)
+    model = ModelConfig(pattern_size=16, gridsize=2, n_filters_scale=1, group_network="joint")
     specs = {spec.name: spec for spec in parameter_specs(model)}
     assert not any(name.startswith("decoder_") for name in specs)
     assert specs["head_amplitude.kernel"].shape == (3, 3, 32, 4)
@@ -187,13 +194,27 @@ def test_n16_heads_act_on_the_bottleneck():
     assert layers["pad_phase"]["output_shape"] == (4, 16, 16)
 
 
+@pytest.mark.parametrize("gridsize", [1, 2, 3])
+def test_a_shared_group_network_describes_one_pattern_a_pass(gridsize):
+    """shared: one pass reads one pattern and makes one patch, whatever the gridsize (a
+    group is C passes); joint: one pass reads and makes the group's C channels."""
+    shared = describe_architecture(ModelConfig(pattern_size=32, gridsize=gridsize))
+    joint = describe_architecture(ModelConfig(pattern_size=32, gridsize=gridsize, group_network="joint"))
+    assert network_channels(ModelConfig(pattern_size=32, gridsize=gridsize)) == 1
+    assert network_channels(ModelConfig(pattern_size=32, gridsize=gridsize, group_network="joint")) == gridsize**2
+    assert shared == describe_architecture(ModelConfig(pattern_size=32, gridsize=1))
+    assert shared[0]["input_shape"] == (1, 32, 32) and shared[-1]["output_shape"] == (1, 32, 32)
+    assert joint[0]["input_shape"] == (gridsize**2, 32, 32) and joint[-1]["output_shape"] == (gridsize**2, 32, 32)
+    assert [layer["name"] for layer in shared] == [layer["name"] for layer in joint]
+
+
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("gridsize", [1, 2])
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_architecture_shapes_chain(size, gridsize, architecture):
     model = ModelConfig(pattern_size=size, gridsize=gridsize, n_filters_scale=1, amp_activation="softplus",
                         architecture=architecture)
-    channels = gridsize**2
+    channels = network_channels(model)  # 1 a pass for the default shared group network
     layers = describe_architecture(model)
     outputs = {"diffraction": (channels, size, size)}
     specs = {spec.name: spec for spec in parameter_specs(model)}

@@ -20,7 +20,12 @@ import numpy as np
 import pytest
 
 from ptychopinn_core.config import ModelConfig
-from ptychopinn_core.model.parameters import describe_architecture, initial_weights, parameter_specs
+from ptychopinn_core.model.parameters import (
+    describe_architecture,
+    initial_weights,
+    network_channels,
+    parameter_specs,
+)
 from ptychopinn_core.parity.tolerances import TOLERANCES
 from ptychopinn_core.testing import bitwise_equal, relative_error
 
@@ -68,9 +73,12 @@ ACTIVATIONS = {
 
 
 def numpy_forward(weights: dict[str, np.ndarray], model_config: ModelConfig, diffraction: np.ndarray):
-    """docs/physics.md §3 in float64, read off describe_architecture's layer list."""
+    """docs/physics.md §3 in float64, read off describe_architecture's layer list (one pass
+    of ``network_channels`` channels: a shared group network folds the group into the batch)."""
     w = {name: value.astype(np.float64) for name, value in weights.items()}
-    outputs = {"diffraction": diffraction.astype(np.float64)}
+    groups, group_size, size = diffraction.shape[:2] + diffraction.shape[-1:]
+    passes = diffraction.reshape(-1, network_channels(model_config), size, size)
+    outputs = {"diffraction": passes.astype(np.float64)}
     for layer in describe_architecture(model_config):
         name, op = layer["name"], layer["op"]
         if op in ("zero_pad", "complex_combine"):
@@ -90,15 +98,17 @@ def numpy_forward(weights: dict[str, np.ndarray], model_config: ModelConfig, dif
             raise AssertionError(f"unknown op {op!r}")
         assert result.shape[1:] == tuple(layer["output_shape"]), name
         outputs[name] = result
-    return outputs["head_amplitude"], outputs["head_phase"]
+    half = (groups, group_size, size // 2, size // 2)
+    return outputs["head_amplitude"].reshape(half), outputs["head_phase"].reshape(half)
 
 
 @functools.cache
-def oracle_case(size: int, gridsize: int, activation: str, architecture: str = "encoder_decoder"):
+def oracle_case(size: int, gridsize: int, activation: str, architecture: str = "encoder_decoder",
+                group_network: str = "shared"):
     """Config, weights, input and the numpy oracle's output of one case, computed once for
     both frameworks."""
     model_config = ModelConfig(pattern_size=size, gridsize=gridsize, n_filters_scale=1, amp_activation=activation,
-                               architecture=architecture)
+                               architecture=architecture, group_network=group_network)
     weights = random_weights(model_config, seed=size + gridsize)
     diffraction = np.random.default_rng(size).uniform(0, 2, size=(3, gridsize**2, size, size)).astype(np.float32)
     return model_config, weights, diffraction, numpy_forward(weights, model_config, diffraction)
@@ -115,6 +125,8 @@ def oracle_case(size: int, gridsize: int, activation: str, architecture: str = "
         {"pattern_size": 16, "gridsize": 2, "n_filters_scale": 1, "intensity_scale_trainable": True},
         {"pattern_size": 128, "gridsize": 2, "n_filters_scale": 1},
         {"pattern_size": 64, "gridsize": 2, "architecture": "unet", "intensity_scale_trainable": True},
+        {"pattern_size": 64, "gridsize": 2, "group_network": "joint"},
+        {"pattern_size": 32, "gridsize": 3, "group_network": "joint", "architecture": "unet"},
     ],
     ids=lambda settings: "-".join(f"{value}" for value in settings.values()),
 )
@@ -186,22 +198,25 @@ def test_output_shapes(framework, size: int, gridsize: int) -> None:
 
 
 @pytest.mark.parametrize("size", [16, 32])  # 32: one up-block, the upsampling
-@pytest.mark.parametrize("gridsize", [1, 2])
+@pytest.mark.parametrize(("gridsize", "group_network"), [(1, "shared"), (2, "shared"), (2, "joint")])
 @pytest.mark.parametrize("activation", ["sigmoid", "swish", "softplus", "relu"])
-def test_network_matches_numpy_oracle(framework, size: int, gridsize: int, activation: str) -> None:
-    model_config, weights, diffraction, (expected_amplitude, expected_phase) = oracle_case(size, gridsize, activation)
+def test_network_matches_numpy_oracle(framework, size: int, gridsize: int, group_network: str,
+                                      activation: str) -> None:
+    model_config, weights, diffraction, (expected_amplitude, expected_phase) = oracle_case(
+        size, gridsize, activation, group_network=group_network
+    )
     amplitude, phase = framework.run_network(build(framework, model_config, weights), diffraction)
     assert relative_error(amplitude, expected_amplitude) <= NETWORK_TOLERANCE
     assert relative_error(phase, expected_phase) <= NETWORK_TOLERANCE
 
 
 @pytest.mark.parametrize("size", [32, 64])  # 32: the head reads a skip; 64: an up-block's conv0 too
-@pytest.mark.parametrize("gridsize", [1, 2])
-def test_unet_matches_numpy_oracle(framework, size: int, gridsize: int) -> None:
+@pytest.mark.parametrize(("gridsize", "group_network"), [(1, "shared"), (2, "shared"), (2, "joint")])
+def test_unet_matches_numpy_oracle(framework, size: int, gridsize: int, group_network: str) -> None:
     """The skips' order (decoder channels, then encoder) and sources are numbers here, not
     shapes: a swapped concatenation or a post-pool source changes every output."""
     model_config, weights, diffraction, (expected_amplitude, expected_phase) = oracle_case(
-        size, gridsize, "sigmoid", "unet"
+        size, gridsize, "sigmoid", "unet", group_network
     )
     amplitude, phase = framework.run_network(build(framework, model_config, weights), diffraction)
     assert relative_error(amplitude, expected_amplitude) <= NETWORK_TOLERANCE
@@ -247,3 +262,23 @@ def test_network_is_deterministic_and_batch_independent(framework) -> None:
         assert bitwise_equal(one, other)
     for batched, single in zip(first, alone):
         assert relative_error(batched[2:3], single) <= 1e-6
+
+
+@pytest.mark.parametrize("architecture", ["encoder_decoder", "unet"])
+def test_a_shared_group_network_is_the_single_pattern_network_on_each_pattern(framework, architecture) -> None:
+    """model.group_network = "shared": gridsize 2 has the gridsize-1 parameter list, loads
+    gridsize-1 weights as they are, and predicts each pattern of a group exactly as the
+    gridsize-1 network predicts it alone: the patterns meet only in the physics."""
+    single_config = ModelConfig(pattern_size=32, gridsize=1, n_filters_scale=1, architecture=architecture)
+    shared_config = single_config.model_copy(update={"gridsize": 2, "group_network": "shared"})
+    assert parameter_specs(shared_config) == parameter_specs(single_config)
+    weights = random_weights(single_config, seed=8)
+    diffraction = np.random.default_rng(9).uniform(0, 2, size=(3, 4, 32, 32)).astype(np.float32)
+    grouped = framework.run_network(build(framework, shared_config, weights), diffraction)
+    alone = framework.run_network(build(framework, single_config, weights), diffraction.reshape(12, 1, 32, 32))
+    for group_output, single_output in zip(grouped, alone):
+        assert group_output.shape == (3, 4, 16, 16)
+        assert relative_error(group_output, single_output.reshape(3, 4, 16, 16)) <= 1e-6
+    # The joint network is a different one: its first conv reads 4 channels.
+    joint_config = shared_config.model_copy(update={"group_network": "joint"})
+    assert parameter_specs(joint_config)[0].shape == (3, 3, 4, 32)

@@ -34,9 +34,14 @@ needs_two = pytest.mark.skipif(len(_REAL) < 2, reason="needs two installed backe
 
 STEPS = 20
 BATCH = 8
-#: The full report runs the default architecture; the unet goes through the CLI test.
-CASES = parity_cases((1, 2), ("pinn", "supervised"), ("encoder_decoder",))
+#: The full report runs the default architecture and group network, and the joint group
+#: network in pinn mode; the unet goes through the CLI test.
+CASES = [
+    *parity_cases((1, 2), ("pinn", "supervised"), ("encoder_decoder",), ("shared",)),
+    ParityCase(2, "pinn", "encoder_decoder", "joint"),
+]
 ARCHITECTURES = typing.get_args(ModelConfig.model_fields["architecture"].annotation)
+GROUP_NETWORKS = typing.get_args(ModelConfig.model_fields["group_network"].annotation)
 
 
 def test_cases_cover_every_architecture():
@@ -44,13 +49,19 @@ def test_cases_cover_every_architecture():
     configuration builds that architecture."""
     cases = parity_cases((1, 2), ("pinn",))
     assert {case.architecture for case in cases} == set(ARCHITECTURES) == {"encoder_decoder", "unet"}
-    assert len(cases) == 2 * len(ARCHITECTURES)
+    assert {case.group_network for case in cases} == set(GROUP_NETWORKS) == {"shared", "joint"}
+    # Gridsize 1 once per architecture (both group networks are one network there), gridsize 2 once per pair.
+    assert len(cases) == len(ARCHITECTURES) * (1 + len(GROUP_NETWORKS))
     assert len({case.label for case in cases}) == len(cases), "labels tell the cases apart"
-    assert ParityCase(2, "pinn", "unet").label == "gridsize 2, pinn, unet"
+    assert ParityCase(2, "pinn", "unet", "joint").label == "gridsize 2, pinn, unet, joint"
+    assert ParityCase(1, "pinn").label == "gridsize 1, pinn, encoder_decoder"
     assert ParityCase(1, "pinn").architecture == ModelConfig().architecture
+    assert ParityCase(1, "pinn").group_network == ModelConfig().group_network
     for case in cases:
         config = _case_config(_config(), case, "32", steps=2, n_positions=40)
-        assert (config.model.architecture, config.model.gridsize) == (case.architecture, case.gridsize)
+        assert (config.model.architecture, config.model.gridsize, config.model.group_network) == (
+            case.architecture, case.gridsize, case.group_network
+        )
 
 
 def _config() -> Config:
@@ -166,11 +177,12 @@ def test_float64_training_steps_agree():
 
 @needs_two
 def test_parity_command_writes_the_table_json_and_plots(tmp_path):
-    """Through the CLI, on the unet: every level, the skip connections included."""
+    """Through the CLI, on the unet with the shared group network: every level, the skip
+    connections included."""
     data = tmp_path / "scan.npz"
     write_scan(data, make_demo_scan(40, size=64, seed=5))
     command = [sys.executable, "-m", "ptychopinn_core.cli.main", "parity", "--data", str(data), "--steps", "2",
-               "--gridsize", "2", "--mode", "pinn", "--architecture", "unet",
+               "--gridsize", "2", "--mode", "pinn", "--architecture", "unet", "--group-network", "shared",
                "--set", "model.n_filters_scale=1", "--set", "training.batch_size=4",
                "--refine-iterations", "1",  # the level's numbers are held by the report fixture
                "--json", str(tmp_path / "parity.json"), "--plots", str(tmp_path / "plots")]
@@ -179,13 +191,13 @@ def test_parity_command_writes_the_table_json_and_plots(tmp_path):
     assert "every held check passed" in run.stdout
     report = json.loads((tmp_path / "parity.json").read_text())
     assert report["passed"] is True
-    assert report["settings"]["cases"] == ["gridsize 2, pinn, unet"]
+    assert report["settings"]["cases"] == ["gridsize 2, pinn, unet, shared"]
     assert {check["level"] for check in report["checks"]} == {
         "physics", "refinement", "forward", "loss", "gradients", "training", "reconstruction", "quality"
     }
     assert set(report["timings"]) == set(_REAL)
     assert sorted(path.name for path in (tmp_path / "plots").iterdir()) == [
-        "gridsize-2-pinn-unet-differences.png", "gridsize-2-pinn-unet-float32-loss.png"
+        "gridsize-2-pinn-unet-shared-differences.png", "gridsize-2-pinn-unet-shared-float32-loss.png"
     ]
 
 

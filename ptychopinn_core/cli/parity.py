@@ -16,6 +16,8 @@ __all__ = ["parity_command"]
 #: The values of ``model.architecture``, read off the config field: a new one is offered
 #: (and compared by default) without editing this command.
 _ARCHITECTURES = typing.get_args(ModelConfig.model_fields["architecture"].annotation)
+#: The values of ``model.group_network``, likewise.
+_GROUP_NETWORKS = typing.get_args(ModelConfig.model_fields["group_network"].annotation)
 
 
 @click.command("parity")
@@ -35,6 +37,8 @@ _ARCHITECTURES = typing.get_args(ModelConfig.model_fields["architecture"].annota
               help="Training mode to compare (repeatable; default both).")
 @click.option("--architecture", "architectures", multiple=True, type=click.Choice(_ARCHITECTURES),
               help="model.architecture to compare (repeatable; default every one).")
+@click.option("--group-network", "group_networks", multiple=True, type=click.Choice(_GROUP_NETWORKS),
+              help="model.group_network to compare at gridsize > 1 (repeatable; default every one).")
 @click.option("--float64-training", is_flag=True,
               help="Also compare the training steps in float64 (slow on CPUs).")
 @click.option("--no-reconstruction", is_flag=True, help="Skip the bundle -> reconstruction level.")
@@ -42,12 +46,13 @@ _ARCHITECTURES = typing.get_args(ModelConfig.model_fields["architecture"].annota
               help="Refinement iterations compared from the same flat start (0 skips the level).")
 @config_options
 def parity_command(data_path, json_path, plots_dir, steps, backend_names, gridsizes, modes, architectures,
-                   float64_training, no_reconstruction, refine_iterations, config_path, assignments) -> None:
+                   group_networks, float64_training, no_reconstruction, refine_iterations, config_path, assignments) -> None:
     """Run the installed backends side by side from the same weights and data and
     print how far apart they are at every level: physics steps against numpy, forward
     pass, loss and gradients (float32 and float64), refinement from the same start, the
     first training steps, and a bundle trained by one backend reconstructed by every
-    other one; for every network architecture unless --architecture narrows it.
+    other one; for every network architecture and group network unless
+    --architecture or --group-network narrows them.
     Exits with status
     1 when a check exceeds its tolerance (docs/parity.md explains each one).
 
@@ -73,7 +78,8 @@ def parity_command(data_path, json_path, plots_dir, steps, backend_names, gridsi
 
         scan = make_demo_scan(steps * config.training.batch_size + 16, size=config.model.pattern_size,
                               seed=config.training.seed + 1)
-    cases = parity_cases(gridsizes or (1, 2), modes or ("pinn", "supervised"), architectures or _ARCHITECTURES)
+    cases = parity_cases(gridsizes or (1, 2), modes or ("pinn", "supervised"), architectures or _ARCHITECTURES,
+                         group_networks or _GROUP_NETWORKS)
     quiet = is_quiet()
     say = (lambda text: None) if quiet else (lambda text: click.echo(f"parity: {text}", err=True))
     report = run_parity(

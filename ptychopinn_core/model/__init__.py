@@ -25,6 +25,7 @@ from ptychopinn_core.model.parameters import (
     describe_architecture,
     effective_intensity_scale,
     initial_weights,
+    network_channels,
     parameter_specs,
     validate_weights,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "describe_architecture",
     "effective_intensity_scale",
     "initial_weights",
+    "network_channels",
     "parameter_specs",
     "validate_weights",
     # state

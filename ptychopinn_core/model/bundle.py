@@ -49,6 +49,7 @@ __all__ = [
     "HISTORY_MEMBER",
     "MEMBERS",
     "MANIFEST_FIELDS",
+    "KEYS_ADDED_SINCE_FORMAT_1",
     "BundleError",
     "ModelBundle",
     "inspect_bundle",
@@ -61,6 +62,11 @@ __all__ = [
 BUNDLE_FORMAT = "ptychopinn-bundle"
 #: Layout version written here; readers refuse newer versions.
 BUNDLE_FORMAT_VERSION = 1
+
+#: Config keys added after bundles were first written, with the value that reproduces
+#: the model of a bundle that predates each (read_bundle fills them in when absent).
+#: ``model.group_network``: gridsize > 1 read a group as the channels of one network.
+KEYS_ADDED_SINCE_FORMAT_1: dict[str, Any] = {"model.group_network": "joint"}
 
 MANIFEST_MEMBER = "manifest.json"
 CONFIG_MEMBER = "config.json"
@@ -472,7 +478,7 @@ def _read_members(reader: _Reader) -> ModelBundle:
     except ValueError as error:
         raise reader.error(str(error), MANIFEST_MEMBER) from None
 
-    config_values = reader.json_object(CONFIG_MEMBER)
+    config_values = _with_keys_of_older_bundles(reader.json_object(CONFIG_MEMBER))
     try:
         config = Config.from_dict(config_values, source=CONFIG_MEMBER)
     except ConfigError as error:
@@ -531,9 +537,28 @@ def _read_members(reader: _Reader) -> ModelBundle:
     return ModelBundle(manifest=manifest, config=config, weights=weights, state=state, history=history)
 
 
+def _with_keys_of_older_bundles(values: dict[str, Any]) -> dict[str, Any]:
+    """The stored config with the keys added since it was written, at the values it was
+    trained with (which may differ from today's defaults).
+
+    Every bundle stores its full config, so a key it lacks did not exist when it was
+    written; :data:`KEYS_ADDED_SINCE_FORMAT_1` says what the model then did.
+    """
+    values = {section: dict(keys) if isinstance(keys, dict) else keys for section, keys in values.items()}
+    for dotted, value in KEYS_ADDED_SINCE_FORMAT_1.items():
+        section, _, key = dotted.partition(".")
+        keys = values.setdefault(section, {})
+        if isinstance(keys, dict):
+            keys.setdefault(key, value)
+    return values
+
+
 def _describe_model(config: Config) -> str:
     model = config.model
-    return f"pattern_size={model.pattern_size}, gridsize={model.gridsize}, n_filters_scale={model.n_filters_scale}"
+    return (
+        f"pattern_size={model.pattern_size}, gridsize={model.gridsize}, group_network={model.group_network}, "
+        f"architecture={model.architecture}, n_filters_scale={model.n_filters_scale}"
+    )
 
 
 def inspect_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ import math
 from dataclasses import dataclass
 
 from ptychopinn_core.config import ModelConfig
-from ptychopinn_core.model.parameters import KERNEL_SIZE, describe_architecture
+from ptychopinn_core.model.parameters import KERNEL_SIZE, describe_architecture, network_channels
 
 __all__ = [
     "ACTIVATION_FLOPS",
@@ -107,8 +107,13 @@ def layer_flops(layer: dict) -> int:
 
 
 def network_flops(model_config: ModelConfig) -> int:
-    """Forward FLOPs of the network for one group: diffraction to complex patches."""
-    return sum(layer_flops(layer) for layer in describe_architecture(model_config))
+    """Forward FLOPs of the network for one group: diffraction to complex patches.
+
+    ``describe_architecture`` describes one pass; a ``shared`` group network makes ``C``
+    passes per group, a ``joint`` one a single pass.
+    """
+    passes = model_config.group_size // network_channels(model_config)
+    return passes * sum(layer_flops(layer) for layer in describe_architecture(model_config))
 
 
 def overlap_flops(model_config: ModelConfig) -> int:

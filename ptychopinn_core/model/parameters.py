@@ -9,16 +9,29 @@ Architecture (``N`` = pattern size, ``C = gridsize**2``, ``k = n_filters_scale``
 ----------------------------------------------------------------------------------
 - ``L = log2(N / 8)`` encoder blocks, so the bottleneck is ``8 x 8``.
   Block ``i`` (filters ``F_i = 32 * 2**i * k``): conv3x3 'same' + ReLU, conv3x3
-  'same' + ReLU, max-pool 2x2. The first conv reads the ``C`` patterns of a group as
-  channels.
+  'same' + ReLU, max-pool 2x2. The first conv reads ``c`` channels (below).
 - Two decoders, ``amplitude`` and ``phase``, each ``L - 1`` up-blocks. Up-block ``j``
   (filters ``32 * 2**(L-2-j) * k``): conv3x3 + ReLU, conv3x3 + ReLU, nearest
   upsample x2. Their output is ``N/2 x N/2``.
-- Heads: conv3x3 to ``C`` channels on each decoder's output; amplitude activation
+- Heads: conv3x3 to ``c`` channels on each decoder's output; amplitude activation
   ``model.amp_activation`` (default sigmoid), phase ``pi * tanh``.
 - ``N = 16`` has ``L = 1`` and no up-blocks: the 8 x 8 bottleneck already is
   ``N/2 x N/2``, so both heads act directly on the encoder output (``32 * k``
   channels).
+
+``model.group_network`` chooses how a group of ``C`` patterns meets the network, hence
+``c`` (:func:`network_channels`):
+
+- ``shared`` (``c = 1``): one network reads one pattern and predicts its patch; a group
+  is ``C`` passes of it with the same weights (the backends fold the group axis into
+  the batch), and only the overlap constraint couples the patterns. The parameter list
+  is the gridsize-1 list whatever the gridsize, so gridsize-1 weights load into it.
+- ``joint`` (``c = C``): the ``C`` patterns are the input channels of one network and
+  its heads predict the ``C`` patches as output channels.
+
+At gridsize 1 both are the same network. Why ``shared`` is the default: the joint
+network must learn to route each output channel to its own input, and at equal wall
+time it learned less (docs/benchmarks.md, "Network quality").
 
 ``model.architecture`` chooses how the decoders see the encoder:
 
@@ -82,6 +95,7 @@ __all__ = [
     "glorot_limit",
     "initial_weights",
     "n_levels",
+    "network_channels",
     "parameter_specs",
     "validate_weights",
 ]
@@ -210,6 +224,15 @@ def decoder_skips(model_config: ModelConfig) -> tuple[int | None, ...]:
     return tuple(levels - 1 - j if unet else None for j in range(levels - 1))
 
 
+def network_channels(model_config: ModelConfig) -> int:
+    """Channels ``c`` of one network pass, in and out: 1 for ``shared``, ``C`` for ``joint``.
+
+    A group of ``C`` patterns is ``C // c`` passes of the network.
+    """
+    model_config = _check_model_config(model_config)
+    return 1 if model_config.group_network == "shared" else model_config.group_size
+
+
 def _conv_specs(prefix: str, in_channels: int, out_channels: int) -> list[ParameterSpec]:
     return [
         ParameterSpec(f"{prefix}.kernel", (KERNEL_SIZE, KERNEL_SIZE, in_channels, out_channels), "conv_kernel"),
@@ -223,8 +246,8 @@ def parameter_specs(model_config: ModelConfig) -> tuple[ParameterSpec, ...]:
     Parameters
     ----------
     model_config : ModelConfig
-        ``pattern_size`` N, ``gridsize`` g (C = g*g channels in and out),
-        ``n_filters_scale``, ``architecture`` (``unet`` widens the kernels that read a
+        ``pattern_size`` N, ``gridsize`` g and ``group_network`` (channels in and out:
+        :func:`network_channels`), ``n_filters_scale``, ``architecture`` (``unet`` widens the kernels that read a
         skip concatenation), ``intensity_scale_trainable``.
 
     Returns
@@ -241,7 +264,7 @@ def parameter_specs(model_config: ModelConfig) -> tuple[ParameterSpec, ...]:
     ParameterSpec(name='encoder.0.conv0.kernel', shape=(3, 3, 1, 64), kind='conv_kernel')
     """
     model_config = _check_model_config(model_config)
-    channels = model_config.group_size
+    channels = network_channels(model_config)
     specs: list[ParameterSpec] = []
     previous = channels
     encoder_widths = encoder_filters(model_config)
@@ -270,10 +293,12 @@ def count_parameters(specs: Sequence[ParameterSpec]) -> int:
 
 
 def describe_architecture(model_config: ModelConfig) -> list[dict[str, Any]]:
-    """Layer-by-layer description of the network for one group of patterns.
+    """Layer-by-layer description of one pass of the network.
 
-    Shapes are channel-first ``(channels, height, width)`` for ONE group (no batch
-    axis), the core's array convention; the backends and the docs compare their
+    Shapes are channel-first ``(channels, height, width)`` for ONE pass (no batch
+    axis), the core's array convention: ``c = network_channels`` channels in and out,
+    which is one group for ``joint`` and one pattern of a group for ``shared`` (a group
+    is then ``C`` passes, with the group axis folded into the batch); the backends and the docs compare their
     layer order and shapes against this list. Layers are listed in the order of
     :func:`parameter_specs` (encoder, amplitude decoder, phase decoder, heads), so
     concatenating the ``parameters`` of all layers gives the canonical names in order.
@@ -298,14 +323,14 @@ def describe_architecture(model_config: ModelConfig) -> list[dict[str, Any]]:
           zeros per side), ``"concat"`` (channel concatenation of its inputs, in
           order; ``unet`` only) or ``"complex_combine"`` (``A * exp(i * phi)``);
         - ``inputs``: tuple of the layer names whose outputs this layer reads
-          (``"diffraction"`` = the network input ``(C, N, N)``);
+          (``"diffraction"`` = the network input ``(c, N, N)``);
         - ``input_shape`` (for ``concat`` and ``complex_combine``, which read two
           layers, the pair of their shapes) and ``output_shape``;
         - ``parameters``: the canonical parameter names the layer owns (may be empty).
     """
     model_config = _check_model_config(model_config)
     size = model_config.pattern_size
-    channels = model_config.group_size
+    channels = network_channels(model_config)
     layers: list[dict[str, Any]] = []
     shapes: dict[str, tuple] = {"diffraction": (channels, size, size)}
 

@@ -69,31 +69,42 @@ BATCH_GROUPS = 8
 #: architecture is compared without touching this module.
 _ARCHITECTURES: tuple[str, ...] = typing.get_args(ModelConfig.model_fields["architecture"].annotation)
 _DEFAULT_ARCHITECTURE: str = ModelConfig.model_fields["architecture"].default
+#: Every value of ``model.group_network``, read off the config field likewise.
+_GROUP_NETWORKS: tuple[str, ...] = typing.get_args(ModelConfig.model_fields["group_network"].annotation)
+_DEFAULT_GROUP_NETWORK: str = ModelConfig.model_fields["group_network"].default
 
 
 @dataclass(frozen=True)
 class ParityCase:
-    """One configuration compared: gridsize, mode and network architecture."""
+    """One configuration compared: gridsize, mode, network architecture and, for
+    gridsize > 1, how the network reads a group (``model.group_network``)."""
 
     gridsize: int
     mode: str
     architecture: str = _DEFAULT_ARCHITECTURE
+    group_network: str = _DEFAULT_GROUP_NETWORK
 
     @property
     def label(self) -> str:
-        return f"gridsize {self.gridsize}, {self.mode}, {self.architecture}"
+        label = f"gridsize {self.gridsize}, {self.mode}, {self.architecture}"
+        return label if self.gridsize == 1 else f"{label}, {self.group_network}"
 
 
 def parity_cases(
     gridsizes: Iterable[int] = (1, 2),
     modes: Iterable[str] = ("pinn", "supervised"),
     architectures: Iterable[str] = _ARCHITECTURES,
+    group_networks: Iterable[str] = _GROUP_NETWORKS,
 ) -> list[ParityCase]:
-    """Every combination of ``architectures``, ``gridsizes`` and ``modes`` (default: every architecture)."""
+    """Every combination of ``architectures``, ``gridsizes``, ``group_networks`` and
+    ``modes`` (default: every architecture and group network). At gridsize 1 the group
+    networks are one network, compared once (with the first of ``group_networks``)."""
+    group_networks = tuple(group_networks)
     return [
-        ParityCase(gridsize, mode, architecture)
+        ParityCase(gridsize, mode, architecture, group_network)
         for architecture in architectures
         for gridsize in gridsizes
+        for group_network in (group_networks[:1] if gridsize == 1 else group_networks)
         for mode in modes
     ]
 
@@ -179,6 +190,7 @@ def _case_config(base: Config, case: ParityCase, precision: str, steps: int, n_p
         {
             "model.gridsize": case.gridsize,
             "model.architecture": case.architecture,
+            "model.group_network": case.group_network,
             "training.mode": case.mode,
             "execution.precision": precision,
             "execution.device": "cpu",
@@ -282,7 +294,7 @@ def _reconstruction_level(
     objects: dict[tuple[str, str], np.ndarray] = {}
     reconstructions = {}
     for trainer, bundle in bundles.items():
-        path = write_bundle(folder / f"{trainer}-g{case.gridsize}-{case.mode}-{case.architecture}.zip", bundle)
+        path = write_bundle(folder / f"{trainer}-g{case.gridsize}-{case.mode}-{case.architecture}-{case.group_network}.zip", bundle)
         loaded = read_bundle(path)
         for runner, backend in backends.items():
             recon, seconds = _timed(lambda: reconstruct(loaded, scan, backend))
@@ -345,7 +357,7 @@ def run_parity(
         Optimisation steps of the training level.
     cases : sequence of ParityCase, optional
         Default: every architecture x gridsize 1 and 2 (those every backend supports)
-        x pinn and supervised.
+        x every group network (gridsize 2) x pinn and supervised.
     precisions : sequence of {"32", "64"}
         Precisions of the forward, loss and gradient levels.
     training_precisions : sequence of {"32", "64"}

@@ -51,6 +51,7 @@ from ptychopinn_core.model.bundle import ModelBundle, make_manifest, read_bundle
 from ptychopinn_core.model.parameters import (
     effective_intensity_scale,
     initial_weights,
+    network_channels,
     parameter_specs,
 )
 from ptychopinn_core.model.state import History
@@ -271,7 +272,7 @@ class BackendConformanceTests:
             for gridsize in capabilities.gridsizes:
                 model_config = Config.from_dict({"model": {"pattern_size": size, "gridsize": gridsize}}).model
                 specs = parameter_specs(model_config)
-                assert specs[0].shape[2] == gridsize * gridsize
+                assert specs[0].shape[2] == network_channels(model_config)
         assert capabilities.unsupported(config) == []
         backend.check_config(config)
 

@@ -8,7 +8,9 @@ layout, so weights load and save without any transposition, bit for bit.
 
 Layout at the boundary: the core gives ``(B, C, N, N)`` float32 and receives amplitude
 and phase ``(B, C, N/2, N/2)``; inside, TensorFlow convolves NHWC, so the input and
-the two head outputs are transposed once.
+the two head outputs are transposed once. A ``shared`` group network
+(``model.group_network``) reads one pattern per pass: the group axis is folded into the
+batch, ``(B, C, N, N) -> (B*C, 1, N, N)``, and unfolded after the heads.
 
 Ops (the ``op`` names of ``describe_architecture``):
 
@@ -36,6 +38,7 @@ from ptychopinn_core.config import ModelConfig
 from ptychopinn_core.model.parameters import (
     LOG_INTENSITY_SCALE,
     describe_architecture,
+    network_channels,
     parameter_specs,
     validate_weights,
 )
@@ -70,8 +73,8 @@ class PinnNetwork(tf.Module):
     Parameters
     ----------
     model_config : ModelConfig
-        ``pattern_size``, ``gridsize``, ``n_filters_scale``, ``amp_activation``,
-        ``architecture`` and ``intensity_scale_trainable`` (which adds the scalar
+        ``pattern_size``, ``gridsize``, ``group_network``, ``n_filters_scale``,
+        ``amp_activation``, ``architecture`` and ``intensity_scale_trainable`` (which adds the scalar
         ``log_intensity_scale``; the network holds it so that :func:`canonical_weights`
         is the complete canonical list, but only the model's loss reads it).
     dtype : tf.DType
@@ -93,6 +96,7 @@ class PinnNetwork(tf.Module):
         self.model_config = model_config
         self.dtype = tf.as_dtype(dtype)
         self.specs = parameter_specs(model_config)
+        self._channels = network_channels(model_config)
         self._layers = [layer for layer in describe_architecture(model_config) if layer["op"] not in _MODEL_OPS]
         with self.name_scope:
             self.variables_by_name = {
@@ -119,8 +123,11 @@ class PinnNetwork(tf.Module):
         amplitude, phase : tf.Tensor, the network's dtype, shape (B, C, N/2, N/2)
             Head outputs after their activations (phase in ``(-pi, pi)``).
         """
+        group_shape = tf.shape(diffraction)
+        size = diffraction.shape[-1]
+        passes = tf.reshape(diffraction, [-1, self._channels, size, size])  # shared: one pattern a pass
         # Every output is kept by name: a unet skip reads an encoder layer's output later.
-        outputs = {"diffraction": tf.transpose(tf.cast(diffraction, self.dtype), [0, 2, 3, 1])}
+        outputs = {"diffraction": tf.transpose(tf.cast(passes, self.dtype), [0, 2, 3, 1])}
         for layer in self._layers:
             values = outputs[layer["inputs"][0]]
             op = layer["op"]
@@ -138,8 +145,9 @@ class PinnNetwork(tf.Module):
             else:  # pragma: no cover - describe_architecture and this file changed apart
                 raise ValueError(f"unknown layer op {op!r} of layer {layer['name']!r}")
             outputs[layer["name"]] = values
-        amplitude = tf.transpose(outputs["head_amplitude"], [0, 3, 1, 2])
-        phase = tf.transpose(outputs["head_phase"], [0, 3, 1, 2])
+        half = [group_shape[0], group_shape[1], size // 2, size // 2]
+        amplitude = tf.reshape(tf.transpose(outputs["head_amplitude"], [0, 3, 1, 2]), half)
+        phase = tf.reshape(tf.transpose(outputs["head_phase"], [0, 3, 1, 2]), half)
         return amplitude, phase
 
 

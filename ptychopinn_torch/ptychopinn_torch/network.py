@@ -17,13 +17,17 @@ Layers (``N`` pattern side, ``C = gridsize**2``, ``L = log2(N / 8)``):
   up-block ``j`` is then concatenated along channels (``dim=1``; decoder channels
   first) with encoder block ``L-1-j``'s features before its max-pool
   (:func:`~ptychopinn_core.model.parameters.decoder_skips`);
-- heads: conv3x3 to ``C`` channels, amplitude activation from
+- heads: conv3x3 to ``c`` channels (``c = C`` for a ``joint`` group network, 1 for a
+  ``shared`` one: :func:`~ptychopinn_core.model.parameters.network_channels`), amplitude
+  activation from
   ``model.amp_activation`` (sigmoid | softplus | relu | swish = ``x * sigmoid(x)``),
   phase ``pi * tanh``.
 
 Input ``(B, C, N, N)`` float32 normalised amplitudes; output amplitude and phase maps
 ``(B, C, N/2, N/2)`` (the physics pads them to ``N``). Channel-first is torch's own
-layout, so no transpose is needed at the input or output.
+layout, so no transpose is needed at the input or output. A ``shared`` group network
+reads one pattern per pass: the group axis is folded into the batch,
+``(B, C, N, N) -> (B*C, 1, N, N)``, and unfolded after the heads.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from ptychopinn_core.model.parameters import (
     decoder_filters,
     decoder_skips,
     encoder_filters,
+    network_channels,
     parameter_specs,
     validate_weights,
 )
@@ -105,7 +110,7 @@ class PinnNetwork(nn.Module):
     Parameters
     ----------
     model_config : ModelConfig
-        ``pattern_size``, ``gridsize``, ``n_filters_scale``, ``amp_activation``,
+        ``pattern_size``, ``gridsize``, ``group_network``, ``n_filters_scale``, ``amp_activation``,
         ``architecture`` (``unet`` adds the skip concatenations);
         ``intensity_scale_trainable`` adds the scalar parameter ``log_intensity_scale``
         (a canonical parameter, used by the physics, not by :meth:`forward`).
@@ -126,7 +131,8 @@ class PinnNetwork(nn.Module):
         super().__init__()
         self.name = name
         self.model_config = model_config
-        channels = model_config.group_size
+        channels = network_channels(model_config)
+        self._channels = channels
         previous = channels
         encoder = []
         encoder_widths = encoder_filters(model_config)
@@ -169,7 +175,8 @@ class PinnNetwork(nn.Module):
         amplitude, phase : torch.Tensor, float32, shape (B, C, N/2, N/2)
             ``A = activation(head_amplitude(...))`` and ``phi = pi * tanh(head_phase(...))``.
         """
-        features = diffraction
+        batch, group, size = diffraction.shape[0], diffraction.shape[1], diffraction.shape[-1]
+        features = diffraction.reshape(-1, self._channels, size, size)  # shared: one pattern a pass
         skipped = {}  # pre-pool features of the encoder blocks a skip reads (unet only)
         for index, block in enumerate(self.encoder):
             features = block(features)
@@ -180,7 +187,8 @@ class PinnNetwork(nn.Module):
         phase = self._decode(self.decoder_phase, features, skipped)
         amplitude = self._amplitude_activation(self.head_amplitude(amplitude))
         phase = math.pi * torch.tanh(self.head_phase(phase))
-        return amplitude, phase
+        half = (batch, group, size // 2, size // 2)
+        return amplitude.reshape(half), phase.reshape(half)
 
     def _decode(self, blocks: nn.ModuleList, features: torch.Tensor,
                 skipped: dict[int, torch.Tensor]) -> torch.Tensor:
