@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from ptychopinn_core.backends.registry import Backend
 from ptychopinn_core.config import Config, RefineConfig
 from ptychopinn_core.data import ScanData
 from ptychopinn_core.model.bundle import ModelBundle, make_manifest
-from ptychopinn_core.model.parameters import initial_weights, parameter_specs
+from ptychopinn_core.model.parameters import initial_weights, parameter_specs, validate_weights
 from ptychopinn_core.physics.stitching import ObjectFrame, Stitcher, default_crop_size
 from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY, Reconstruction
 from ptychopinn_core.refine.problem import Observer, RefineProblem, flat_start
@@ -58,6 +59,9 @@ def train(
     config: Config,
     backend: Backend,
     progress: ProgressCallback | None = None,
+    *,
+    start_weights: Mapping[str, np.ndarray] | None = None,
+    start_source: str = "start weights",
 ) -> ModelBundle:
     """Train a model on ``scan`` with ``backend``; return it as a backend-neutral bundle.
 
@@ -75,12 +79,28 @@ def train(
         A selected backend (:meth:`BackendRegistry.get`).
     progress : callable, optional
         Receives :class:`~ptychopinn_core.backends.contract.ProgressEvent`.
+    start_weights : mapping of str to ndarray, optional
+        Canonical weights to start from instead of the seeded initial ones: another
+        model's (``ModelBundle.weights``) to train further, e.g. a gridsize-1 model as
+        the start of a gridsize-2 one with the shared group network (the same
+        parameter list, docs/physics.md §3).
+    start_source : str
+        Names ``start_weights`` in the error when they do not fit ``config.model``.
+
+    Raises
+    ------
+    WeightsError (a ValueError)
+        ``start_weights`` do not fit the model; the message names the parameter.
     """
     config = config_for_scan(config, scan)
     backend.check_config(config, training=True)
+    specs = parameter_specs(config.model)
+    if start_weights is None:
+        weights = initial_weights(specs, config.training.seed)
+    else:
+        weights = validate_weights(start_weights, specs, source=start_source)
     state = prepare_model_state(scan, config)
     data = prepare_training_data(scan, config)
-    weights = initial_weights(parameter_specs(config.model), config.training.seed)
     model = backend.build_model(config, state, weights)
     history = backend.train(model, data, config, progress)
     manifest = make_manifest(

@@ -57,6 +57,40 @@ def test_train_infer_evaluate_round_trip(fake_installed, scans, tmp_path, capsys
         assert set(metrics[part]) >= {"ssim", "psnr", "mae", "frc50"}
 
 
+def test_init_from_starts_a_shared_gridsize_2_model_from_a_gridsize_1_one(fake_installed, scans, tmp_path,
+                                                                          capsys):
+    """--init-from: the gridsize-1 bundle's weights are where gridsize-2 training starts
+    (the fake trains only the head biases, so every other weight must come out as it went
+    in); a network that does not fit is refused in one line naming the file, the parameter
+    and what the model to train needs."""
+    train, _ = scans
+    single, grouped = tmp_path / "g1.zip", tmp_path / "g2.zip"
+    common = ["--quiet", "train", "--backend", "numpyfake", "--train", str(train), "--batch-size", "8",
+              "--set", "model.n_filters_scale=1"]
+    assert main([*common, "--out", str(single), "--epochs", "1", "--seed", "3"]) == 0
+    assert main([*common, "--out", str(grouped), "--epochs", "1", "--seed", "4", "--gridsize", "2",
+                 "--init-from", str(single)]) == 0, capsys.readouterr().err
+    start, result = read_bundle(single), read_bundle(grouped)
+    assert result.config.model.gridsize == 2 and result.config.model.group_network == "shared"
+    assert list(result.weights) == list(start.weights)
+    unchanged = [name for name in start.weights if not name.startswith("head_")]
+    assert unchanged and all(np.array_equal(result.weights[name], start.weights[name]) for name in unchanged)
+    fresh = tmp_path / "fresh.zip"
+    assert main([*common, "--out", str(fresh), "--epochs", "1", "--seed", "4", "--gridsize", "2"]) == 0
+    assert not np.array_equal(read_bundle(fresh).weights["encoder.0.conv0.kernel"],
+                              start.weights["encoder.0.conv0.kernel"])
+    capsys.readouterr()
+
+    joint = tmp_path / "joint.zip"
+    code = main([*common, "--out", str(joint), "--epochs", "1", "--gridsize", "2",
+                 "--set", "model.group_network=joint", "--init-from", str(single)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and not joint.exists()
+    assert len(err.splitlines()) == 1
+    for fragment in (str(single), "'encoder.0.conv0.kernel'", "expected shape (3, 3, 4, 32)", "group_network=joint"):
+        assert fragment in err, err
+
+
 def test_unknown_backend_is_one_line_listing_the_installed(fake_installed, scans, tmp_path, capsys):
     train, _ = scans
     code = main(["train", "--backend", "nosuch", "--train", str(train), "--out", str(tmp_path / "m.zip")])

@@ -30,6 +30,9 @@ __all__ = ["train_command"]
 @click.option("--n-filters-scale", type=int, help="model.n_filters_scale")
 @click.option("--mode", type=click.Choice(["pinn", "supervised"]), help="training.mode")
 @click.option("--seed", type=int, help="training.seed")
+@click.option("--init-from", "init_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from this bundle's weights instead of fresh ones (same network: e.g. a gridsize-1 "
+                   "model for a gridsize-2 one with the shared group network).")
 @config_options
 def train_command(
     backend_name: str,
@@ -42,6 +45,7 @@ def train_command(
     n_filters_scale: int | None,
     mode: str | None,
     seed: int | None,
+    init_path: Path | None,
     config_path: Path | None,
     assignments: tuple[str, ...],
 ) -> None:
@@ -55,6 +59,8 @@ def train_command(
       ptychopinn train --backend torch --train scan.npz --out model.zip --epochs 5
       ptychopinn train --backend tf --train scan.npz --test other.npz --out model.zip \\
           --gridsize 2 --set training.learning_rate=5e-4
+      ptychopinn train --backend tf --train scan.npz --out g2.zip --gridsize 2 \\
+          --init-from g1.zip
     """
     from ptychopinn_core import workflow
 
@@ -72,9 +78,11 @@ def train_command(
     )
     backend = BackendRegistry.discover().get(backend_name)
     scan = read_scan(train_path, measurement=config.data.measurement)
+    start_weights = None if init_path is None else _start_weights(init_path, workflow.config_for_scan(config, scan))
     quiet = is_quiet()
     with progress_display(f"training ({backend.name})", total=config.training.epochs, quiet=quiet) as show:
-        bundle = workflow.train(scan, config, backend, progress=show)
+        bundle = workflow.train(scan, config, backend, progress=show, start_weights=start_weights,
+                                start_source=str(init_path))
     if not _is_primary_process():
         return  # distributed training: every rank holds the same model; rank 0 writes it
     write_bundle(out_path, bundle)
@@ -90,6 +98,23 @@ def train_command(
         with progress_display("reconstructing test scan", total=1, quiet=quiet) as show:
             recon = workflow.reconstruct(bundle, test_scan, backend, progress=show)
         print_metrics(evaluate(recon, truth, test_scan.positions_px), f"{test_path.name} after training")
+
+
+def _start_weights(path: Path, config) -> dict:
+    """The bundle's weights, checked against the model to train before any training starts."""
+    from ptychopinn_core.model.bundle import read_bundle
+    from ptychopinn_core.model.parameters import parameter_specs, validate_weights
+
+    weights = read_bundle(path).weights
+    try:
+        return validate_weights(weights, parameter_specs(config.model), source=str(path))
+    except ValueError as error:
+        model = config.model
+        raise click.ClickException(
+            f"{error} (--init-from needs the network of the model to train: pattern_size={model.pattern_size}, "
+            f"architecture={model.architecture}, n_filters_scale={model.n_filters_scale}, "
+            f"gridsize={model.gridsize} with group_network={model.group_network})"
+        ) from None
 
 
 def _is_primary_process() -> bool:

@@ -2,8 +2,9 @@
 
 The model holds the FULL canonical weight list of ``parameter_specs(config.model)`` (so
 get/set and bundle round trips are exact, as for a real backend) but predicts with two
-parameters per channel only, the head biases ``b_a = head_amplitude.bias`` and
-``b_p = head_phase.bias`` (shape ``(C,)`` each)::
+parameters per network channel only, the head biases ``b_a = head_amplitude.bias`` and
+``b_p = head_phase.bias`` (shape ``(c,)`` each: ``c = C`` for a joint group network, 1
+for a shared one, whose one pair then serves every pattern)::
 
     A_c    = sigmoid(b_a[c])                       amplitude of channel c
     phi_c  = pi * tanh(b_p[c])                     phase of channel c
@@ -12,7 +13,7 @@ parameters per channel only, the head biases ``b_a = head_amplitude.bias`` and
     A_hat  = |far_field(O' * P)|                   the core's forward model
 
 It ignores its input: the least a model can be while still being trained through the
-real physics. Training minimises the core's ``pinn_loss`` over the ``2 C`` head biases
+real physics. Training minimises the core's ``pinn_loss`` over the ``2 c`` head biases
 with Adam; the gradient is a central finite difference in float64, so a few steps
 really do lower the loss, around the core's epoch policy (schedule, early stopping, time
 budget), as every backend's loop is. The other weights are held but not used.
@@ -106,7 +107,7 @@ class ConstantPatchModel:
         self._weights = {name: np.array(value, dtype=np.float32, copy=True) for name, value in checked.items()}
 
     def head_biases(self) -> np.ndarray:
-        """The trained parameters ``[b_a, b_p]``, float64, shape (2 C,)."""
+        """The trained parameters ``[b_a, b_p]``, float64, shape (2 c,)."""
         return np.concatenate([self._weights[AMPLITUDE_BIAS], self._weights[PHASE_BIAS]]).astype(np.float64)
 
     def set_head_biases(self, theta: np.ndarray) -> None:
@@ -153,10 +154,15 @@ class ConstantPatchModel:
 def patches_from_biases(
     theta: np.ndarray, shape: tuple[int, ...], offsets_xy: np.ndarray, weights: np.ndarray | None = None
 ) -> np.ndarray:
-    """Object patches ``(B, C, N, N)`` complex128 of the constant-patch rule."""
+    """Object patches ``(B, C, N, N)`` complex128 of the constant-patch rule.
+
+    ``theta`` holds one (amplitude, phase) bias pair per network channel: ``C`` of them
+    for a joint group network, one shared by every pattern for a shared one.
+    """
     batch, channels, size, _ = shape
-    amplitude = 1.0 / (1.0 + np.exp(-theta[:channels]))
-    phase = math.pi * np.tanh(theta[channels:])
+    heads = theta.size // 2
+    amplitude = 1.0 / (1.0 + np.exp(-theta[:heads]))
+    phase = math.pi * np.tanh(theta[heads:])
     values = (amplitude * np.exp(1j * phase))[None, :, None, None]
     head = np.broadcast_to(values, (batch, channels, size // 2, size // 2))
     return enforce_overlap(pad_to_full(head, size), np.asarray(offsets_xy, dtype=np.float64), weights)
