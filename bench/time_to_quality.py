@@ -16,6 +16,9 @@ costs milliseconds and is not training time). After training, every snapshot
 reconstructs the test scan and is scored against its truth (SSIM with the truth's data
 range, after amplitude scaling and phase offset/ramp removal: ptychopinn_core.evaluation).
 The final model's prediction + stitching of the test scan is timed after a warm-up.
+With ``--start-single-minutes M`` a gridsize > 1 run trains gridsize 1 for its first ``M``
+minutes and then its own gridsize from those weights (the shared group network has the
+gridsize-1 parameters; the optimiser starts afresh), on one clock.
 
 Prints ONE JSON object (machine, versions, settings, per run the quality-vs-time curve,
 the first time both SSIMs reach ``--target``, inference time) and writes it with the
@@ -61,45 +64,60 @@ def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, objec
     })
     if args.overrides:
         config = config.with_overrides(parse_assignments(args.overrides))
-    data = prepare_training_data(train_scan, config)
-    state = prepare_model_state(train_scan, config)
-    model = backend.build_model(config, state, initial_weights(parameter_specs(config.model), args.seed))
+    # (config, minutes) per training phase: one, or gridsize 1 first (--start-single-minutes).
+    phases = [(config, args.minutes)]
+    if args.start_single_minutes > 0 and gridsize > 1:
+        single = config.with_overrides({"model.gridsize": 1})
+        phases = [(single, args.start_single_minutes), (config, args.minutes - args.start_single_minutes)]
+    weights = initial_weights(parameter_specs(config.model), args.seed)
 
     snapshots: list[dict[str, object]] = []
-    started = time.perf_counter()
+    started = 0.0  # set once the first model is built; later builds count as training time
     copying = 0.0  # seconds spent copying weights, subtracted from the training clock
     epochs: list[dict[str, float]] = []
+    patterns = 0  # patterns seen in training (each epoch: its groups x C)
 
-    def snapshot(epoch: int, step: int) -> None:
-        nonlocal copying
-        begin = time.perf_counter()
-        snapshots.append({"training_s": begin - started - copying, "epoch": epoch, "step": step,
-                          "weights": model.get_weights(), "state": model.state})
-        copying += time.perf_counter() - begin
+    for index, (phase, minutes) in enumerate(phases):
+        phase = phase.with_overrides({"training.max_seconds": minutes * 60.0})
+        data = prepare_training_data(train_scan, phase)
+        model = backend.build_model(phase, prepare_model_state(train_scan, phase), weights)
 
-    def progress(event) -> None:
-        if event.stage == "epoch":
-            epochs.append({"epoch": event.epoch, **event.metrics})
-            return
-        elapsed = time.perf_counter() - started - copying
-        last = snapshots[-1]["training_s"] if snapshots else 0.0
-        if elapsed - last >= args.snapshot_seconds:
-            snapshot(event.epoch, event.step)
+        def snapshot(epoch: int, step: int) -> None:
+            nonlocal copying
+            begin = time.perf_counter()
+            snapshots.append({"training_s": begin - started - copying, "epoch": epoch, "step": step,
+                              "weights": model.get_weights(), "state": model.state, "config": phase})
+            copying += time.perf_counter() - begin
 
-    snapshot(0, 0)  # the untrained network: the floor every curve starts from
-    backend.train(model, data, config, progress)
+        def progress(event) -> None:
+            nonlocal patterns
+            if event.stage == "epoch":
+                epochs.append({"epoch": len(epochs), "gridsize": phase.model.gridsize, **event.metrics})
+                patterns += data.n_train * phase.model.group_size
+                return
+            elapsed = time.perf_counter() - started - copying
+            last = snapshots[-1]["training_s"] if snapshots else 0.0
+            if elapsed - last >= args.snapshot_seconds:
+                snapshot(len(epochs), event.step)
+
+        if index == 0:
+            started = time.perf_counter()
+            snapshot(0, 0)  # the untrained network: the floor every curve starts from
+        backend.train(model, data, phase, progress)
+        snapshot(len(epochs) - 1, data.steps_per_epoch)
+        weights = model.get_weights()
     training_s = time.perf_counter() - started - copying
-    snapshot(len(epochs) - 1, data.steps_per_epoch)
 
     manifest = make_manifest(config.training.mode, backend.name, backend.info.framework, "bench")
     curve = []
     for point in snapshots:
-        bundle = ModelBundle(manifest=manifest, config=config, weights=point["weights"], state=point["state"],
-                             history=History())
+        bundle = ModelBundle(manifest=manifest, config=point["config"], weights=point["weights"],
+                             state=point["state"], history=History())
         recon = workflow.reconstruct(bundle, test_scan, backend)
         metrics = evaluate(recon, test_scan.object, test_scan.positions_px)
         curve.append({
             "training_s": round(point["training_s"], 2), "epoch": point["epoch"], "step": point["step"],
+            "gridsize": point["config"].model.gridsize,
             **{f"{part}_{key}": metrics[part][key] for part in ("amplitude", "phase") for key in ("ssim", "frc50")},
         })
     final = ModelBundle(manifest=manifest, config=config, weights=snapshots[-1]["weights"],
@@ -115,11 +133,12 @@ def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, objec
         "framework_version": backend.entry.framework_version,
         "probe": train_scan.meta["probe_kind"],
         "gridsize": gridsize,
+        "start_single_minutes": phases[0][1] if len(phases) > 1 else 0.0,
         "config": config.to_dict(),
         "train_groups": data.n_train,
         "epochs": len(epochs),
         "training_s": round(training_s, 2),
-        "train_patterns_per_s": round(len(epochs) * data.n_train * config.model.group_size / training_s, 2),
+        "train_patterns_per_s": round(patterns / training_s, 2),
         "seconds_to_target": reached,
         "final": curve[-1],
         "best_amplitude_ssim": max(p["amplitude_ssim"] for p in curve),
@@ -141,6 +160,8 @@ def _figure(runs: list[dict[str, object]], target: float, path: Path) -> None:
     for index, run in enumerate(runs):
         minutes = [point["training_s"] / 60 for point in run["curve"]]
         label = f"{run['backend']}, {run.get('probe', 'disk')} probe, gridsize {run['gridsize']}"
+        if run.get("start_single_minutes"):
+            label += f" (gridsize 1 for {run['start_single_minutes']:g} min)"
         axes.plot(minutes, [p["amplitude_ssim"] for p in run["curve"]], "-o", color=f"C{index}", markersize=3,
                   label=f"{label}: amplitude")
         axes.plot(minutes, [p["phase_ssim"] for p in run["curve"]], "--s", color=f"C{index}", markersize=3,
@@ -167,6 +188,9 @@ def main() -> None:
     parser.add_argument("--snapshot-seconds", type=float, default=60.0, help="training time between snapshots")
     parser.add_argument("--target", type=float, default=0.9, help="SSIM goal for amplitude and phase")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--start-single-minutes", type=float, default=0.0,
+                        help="gridsize > 1: train gridsize 1 for these first minutes of the budget, then the "
+                             "run's gridsize from those weights (needs model.group_network=shared)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="configuration override (repeatable), e.g. --set model.n_filters_scale=1")
     parser.add_argument("--quick", action="store_true", help="smoke run: 256/64 positions, 0.25 min per run")
@@ -174,6 +198,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.n_train, args.n_test, args.snapshot_seconds = 0.25, 256, 64, 5.0
+    if not 0 <= args.start_single_minutes < args.minutes:
+        parser.error(f"--start-single-minutes must be in [0, --minutes), received {args.start_single_minutes}")
 
     from ptychopinn_core.atomic import atomic_write
     from ptychopinn_core.backends import BackendRegistry
