@@ -8,9 +8,9 @@ length), each installed backend trains on a simulated 'lines' scan and reconstru
 UNSEEN object; the SSIM of amplitude and of phase must beat the untrained network (the
 core's initial weights, same scan) by :data:`SSIM_GAIN`.
 
-A second case holds the gridsize-2 default with a focused probe (issue 18): it must learn
-the amplitude (the probe-weighted overlap merge; with uniform weights it did not start).
-Gridsize 1 runs on PyTorch, gridsize 2 on TensorFlow (the faster one for it): both
+A second case holds the gridsize-2 defaults with a focused probe (issue 18: the shared
+group network and the probe-weighted overlap merge): it must learn amplitude and phase.
+Gridsize 1 runs on PyTorch, gridsize 2 on TensorFlow: both
 backends train the same function (docs/parity.md), one run each keeps CI short.
 
 It counts epochs, never seconds: the same steps on any machine, no timing assertion.
@@ -79,22 +79,30 @@ def _gain(backend, train_scan, test_scan, overrides: dict) -> tuple[dict, dict, 
     return trained, untrained, [record.train_loss for record in bundle.history.epochs]
 
 
-FOCUSED_GAIN = 0.1
+#: Required SSIM gain of gridsize 2 (shared group network, focused probe), ~2/3 of the
+#: measured +0.236 amplitude / +0.075 phase (the joint network: +0.138 amplitude in 14 epochs).
+FOCUSED_GAIN = {"amplitude": 0.15, "phase": 0.05}
+#: Gridsize-2 epochs: each runs 4 network passes per group (shared group network), so
+#: fewer epochs than gridsize 1 keep the case's cost near the gridsize-1 one.
+FOCUSED_EPOCHS = 8
 
 
-def test_gridsize_2_with_a_focused_probe_learns_the_amplitude(focused_scans, installed_backend) -> None:
-    """The default merge weights (the probe's) let gridsize 2 learn with a focused probe,
-    whose footprint is smaller than the window; with uniform window weights it did not
-    start (docs/benchmarks.md, "Network quality"). Amplitude only: with this probe the
-    phase comes later (measured: see the lines table)."""
+def test_gridsize_2_with_a_focused_probe_learns(focused_scans, installed_backend) -> None:
+    """The gridsize-2 defaults (shared group network, probe-weighted overlap merge) learn
+    amplitude and phase with a focused probe, whose footprint is smaller than the window:
+    with uniform window weights it did not start, and the joint group network learned the
+    phase only late (docs/benchmarks.md, "Network quality")."""
     backend = installed_backend("tensorflow")
-    trained, untrained, losses = _gain(backend, *focused_scans, {"model.gridsize": 2})
-    gain = trained["amplitude"]["ssim"] - untrained["amplitude"]["ssim"]
-    print(f"\n[tensorflow, gridsize 2, focused probe, {EPOCHS} epochs] amplitude SSIM "
-          f"{untrained['amplitude']['ssim']:.3f} -> {trained['amplitude']['ssim']:.3f} (gain {gain:+.3f}), "
-          f"phase {untrained['phase']['ssim']:.3f} -> {trained['phase']['ssim']:.3f}")
+    assert Config().model.group_network == "shared"
+    trained, untrained, losses = _gain(backend, *focused_scans,
+                                       {"model.gridsize": 2, "training.epochs": FOCUSED_EPOCHS})
+    print(f"\n[tensorflow, gridsize 2, focused probe, {FOCUSED_EPOCHS} epochs]")
+    for part in ("amplitude", "phase"):
+        print(f"  {part:9s} SSIM {untrained[part]['ssim']:.3f} -> {trained[part]['ssim']:.3f} "
+              f"(gain {trained[part]['ssim'] - untrained[part]['ssim']:+.3f}, required {FOCUSED_GAIN[part]:+.3f})")
     assert losses[-1] < losses[0]
-    assert gain >= FOCUSED_GAIN
+    for part in ("amplitude", "phase"):
+        assert trained[part]["ssim"] >= untrained[part]["ssim"] + FOCUSED_GAIN[part], part
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
