@@ -21,14 +21,16 @@ FRAMEWORKS = ("tensorflow", "torch", "lightning", "keras")
 
 # Two subpackages need optional dependencies: the conformance kit (ptychopinn_core.testing)
 # needs pytest (the `test` extra), the Ptychodus adapter (ptychopinn_core.ptychodus) needs
-# ptychodus (the `ptychodus` extra); a user install without them skips them.
+# ptychodus (the `ptychodus` extra), and its window panels PyQt5 (the `gui` extra); a user
+# install without them skips them.
 IMPORT_ALL_CORE = f"""
 import importlib, importlib.util, pkgutil, sys
 import ptychopinn_core
-optional = {{"ptychopinn_core.testing": "pytest", "ptychopinn_core.ptychodus": "ptychodus"}}
+optional = {{"ptychopinn_core.testing": "pytest", "ptychopinn_core.ptychodus": "ptychodus",
+            "ptychopinn_core.ptychodus.panels": "PyQt5"}}
 for module in pkgutil.walk_packages(ptychopinn_core.__path__, "ptychopinn_core."):
     needs = [dep for prefix, dep in optional.items() if module.name.startswith(prefix)]
-    if needs and importlib.util.find_spec(needs[0]) is None:
+    if any(importlib.util.find_spec(dep) is None for dep in needs):
         continue
     importlib.import_module(module.name)
 loaded = sorted(set({FRAMEWORKS!r}) & {{name.split(".")[0] for name in sys.modules}})

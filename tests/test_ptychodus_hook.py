@@ -51,8 +51,12 @@ from ptychodus.model import ModelCore
 with ModelCore(log_level=logging.WARNING) as model:
     keys = sorted(model.workflow_api.available_reconstructors())
 frameworks = sorted({{"tensorflow", "torch", "lightning", "keras"}} & {{name.split(".")[0] for name in sys.modules}})
+gui = sorted(name for name in sys.modules
+             if name.split(".")[0] == "PyQt5" or name.startswith(("ptychodus.controller", "ptychodus.view"))
+             or name == "ptychopinn_core.ptychodus.panels")
 print("KEYS=" + json.dumps(keys))
 print("FRAMEWORKS=" + json.dumps(frameworks))
+print("GUI=" + json.dumps(gui))
 """
 
 
@@ -76,6 +80,8 @@ def discovered(fake_backend_ok_site: Path) -> dict[str, list[str]]:
         keys[mode] = json.loads(line[-1].removeprefix("KEYS="))
         loaded = [text for text in result.stdout.splitlines() if text.startswith("FRAMEWORKS=")]
         assert loaded == ["FRAMEWORKS=[]"], f"{mode}: listing reconstructors imported a framework: {loaded}"
+        gui = [text for text in result.stdout.splitlines() if text.startswith("GUI=")]
+        assert gui == ["GUI=[]"], f"{mode}: headless use imported GUI modules (PyQt5, the panels): {gui}"
     return keys
 
 
@@ -182,19 +188,35 @@ def test_name_collision_skips_the_backend_with_a_warning(fake_on_path, caplog):
     assert "is taken" in caplog.text
 
 
+def gui_hook_state() -> str:
+    """How the GUI part of the hook stands: "patched", "waiting" (import finder) or "none"."""
+    controller = sys.modules.get(hook.CONTROLLER_MODULE)
+    if controller is not None and hasattr(controller.ProcessingController, hook.PATCH_MARKER):
+        return "patched"
+    if any(type(finder).__name__ == "_ControllerFinder" for finder in sys.meta_path):
+        return "waiting"
+    return "none"
+
+
 def test_install_is_idempotent_and_uninstall_restores():
+    """Both parts: ProcessingCore now, ProcessingController now or when the GUI imports it."""
     import ptychodus.model.core as core
 
+    gui_imported = hook.CONTROLLER_MODULE in sys.modules  # another test of this process may have started the GUI
     was_installed = hook.is_installed()
     try:
         hook.uninstall()
         original = core.ProcessingCore
         assert not hasattr(original, hook.PATCH_MARKER)
+        assert gui_hook_state() == "none"
         assert hook.install() is True
         patched = core.ProcessingCore
         assert issubclass(patched, original) and patched is not original
+        assert gui_hook_state() == ("patched" if gui_imported else "waiting")
         assert hook.install() is False and core.ProcessingCore is patched
+        assert [type(f).__name__ for f in sys.meta_path].count("_ControllerFinder") <= 1
         assert hook.uninstall() is True and core.ProcessingCore is original
+        assert gui_hook_state() == "none"
         assert hook.uninstall() is False
     finally:
         if was_installed:

@@ -23,7 +23,9 @@ Per backend (every installed one plus the numpy fake), one model is trained thro
   amplitude misfit to the patterns (the core's numpy forward model); with
   ``RefineProbe`` the product's probe is the refined one (finite, same shape, lower
   misfit together with the object); a bad value fails with the key named;
-- training data exported by Ptychodus is read by ``ptychopinn train``.
+- training data exported by Ptychodus is read by ``ptychopinn train``;
+- settings: file values reach the configuration, bad values name the key, and every
+  configuration field has a key of its own or is listed as an ``Overrides`` field.
 """
 
 from __future__ import annotations
@@ -87,7 +89,13 @@ from ptychopinn_core.data.importers.ptychodus_product import (  # noqa: E402
 from ptychopinn_core.ptychodus.convert import positions_to_metres, ptychodus_inputs_from_scan  # noqa: E402
 from ptychopinn_core.ptychodus.library import build_libraries, library_name  # noqa: E402
 from ptychopinn_core.ptychodus.reconstructor import TRAINING_DATA_FILE, reconstructor_key  # noqa: E402
-from ptychopinn_core.ptychodus.settings import PINNSettings  # noqa: E402
+from ptychopinn_core.ptychodus.settings import (  # noqa: E402
+    NOT_SETTINGS,
+    OVERRIDES_FIELDS,
+    SETTINGS,
+    SETTINGS_KEYS,
+    PINNSettings,
+)
 
 N_POSITIONS = 100
 #: Training settings of every backend: small and quick, yet enough for the real
@@ -286,6 +294,27 @@ def test_bad_settings_name_the_field(key, value, message):
     settings._group.parameters()[key].set_value(value)
     with pytest.raises(ValueError, match=message):
         settings.config("pinn", measured_nphotons=1e6)
+
+
+def test_every_configuration_field_is_a_key_or_an_override():
+    """A field added to the configuration needs a decision: its own key (and panel row) or Overrides."""
+    fields = [f"{section}.{name}" for section, model in Config.model_fields.items()
+              for name in model.annotation.model_fields]
+    keyed = list(SETTINGS_KEYS.values())
+    assert sorted(keyed + list(NOT_SETTINGS) + list(OVERRIDES_FIELDS)) == sorted(fields), (
+        "fields without a decision: " + ", ".join(sorted(set(fields) - set(keyed) - set(NOT_SETTINGS)
+                                                         - set(OVERRIDES_FIELDS))))
+    for name in OVERRIDES_FIELDS:  # each can be set through Overrides
+        section, _, key = name.partition(".")
+        value = Config().to_dict()[section][key]
+        settings = PINNSettings(SettingsRegistry(), "PINN-test")
+        settings.overrides.set_value(f"{name}={'none' if value is None else value}")
+        assert settings.config("pinn", measured_nphotons=1e6).to_dict()[section][key] == value
+    defaults = PINNSettings(SettingsRegistry(), "PINN-test").config("supervised", measured_nphotons=1e6).to_dict()
+    for setting in SETTINGS:  # the keys' defaults are the configuration's (NumPhotons: measured)
+        section, _, key = setting.field.partition(".")
+        expected = 1e6 if setting.key == "NumPhotons" else Config().to_dict()[section][key]
+        assert defaults[section][key] == expected, setting.key
 
 
 def test_refine_settings_default_to_the_config_defaults():

@@ -16,9 +16,13 @@ reconstructor
     ``PINNReconstructor``, the ``TrainableReconstructor`` of one backend and mode.
 library
     ``PINNReconstructorLibrary`` and ``build_libraries`` (one library per backend).
+panels
+    The settings panel of each library in Ptychodus' Processing page (GUI only: the one
+    module that imports PyQt5, loaded only when the window starts).
 hook
-    ``install()``: adds the libraries to Ptychodus' ProcessingCore. Called by the
-    plugin module ``ptychodus/plugins/ptychopinn_reconstructors.py`` (distribution
+    ``install()``: adds the libraries to Ptychodus' ProcessingCore, and their panels to
+    its ProcessingController when the GUI starts. Called by the plugin module
+    ``ptychodus/plugins/ptychopinn_reconstructors.py`` (distribution
     ``ptychopinn-ptychodus-hook``) and by the launcher.
 launcher
     ``ptychopinn-ptychodus``: install the hook, then run Ptychodus' own ``main``.
@@ -26,7 +30,8 @@ launcher
 Ptychodus is an optional dependency (``pip install "ptychopinn-core[ptychodus]"``): importing
 ``ptychopinn_core`` never imports it, and this package's ``__init__`` imports nothing.
 The submodules import ``ptychodus.api`` (and ``hook``/``launcher`` ``ptychodus.model``
-inside their functions); none imports a framework.
+inside their functions; ``panels`` PyQt5 and ``ptychodus.controller``); none imports a
+framework.
 """
 
 __all__: list[str] = []

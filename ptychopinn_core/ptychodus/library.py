@@ -3,16 +3,17 @@
 Names
 -----
 A library is named ``PINN-<Backend>``: the backend's display name when it is one word
-of letters and digits (``PINN-TensorFlow``, ``PINN-PyTorch``), else its canonical name
-(``PINN-numpyfake``). Ptychodus selects a reconstructor by
-``'{library}_{reconstructor}'`` casefolded, so a library name must not contain ``_``
-(canonical backend names cannot) and must differ, casefolded, from every library
-already present; Ptychodus 1.7's own are ``pty-chi``, ``PtychoNN``, ``PtychoPINN``,
+of letters and digits (``PINN-TensorFlow``), else its canonical name (``PINN-pytorch``,
+whose display name is "PyTorch + Lightning"; ``PINN-numpyfake``). Ptychodus selects a
+reconstructor by ``'{library}_{reconstructor}'`` casefolded, so a library name must not
+contain ``_`` (canonical backend names cannot) and must differ, casefolded, from every
+library already present; Ptychodus 1.7's own are ``pty-chi``, ``PtychoNN``, ``PtychoPINN``,
 ``PtychoPINN-Torch`` and ``PtychoFM``. The reconstructors are ``PINN`` and
 ``Supervised``, those of the backend's ``capabilities.modes``. Keys therefore look like
 ``pinn-tensorflow_pinn`` and ``pinn-pytorch_supervised``.
 
-Each library owns one settings group named like itself (:mod:`.settings`).
+Each library owns one settings group named like itself (:mod:`.settings`); in the GUI,
+:mod:`.panels` shows it under the Algorithm box.
 Backends that are broken or incomplete are not offered; a warning says why.
 """
 

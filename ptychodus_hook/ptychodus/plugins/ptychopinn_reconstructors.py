@@ -1,4 +1,5 @@
-"""Ptychodus plugin module: adds the PtychoPINN reconstructor libraries (one per backend).
+"""Ptychodus plugin module: adds the PtychoPINN reconstructor libraries (one per backend)
+and, when the window starts, their settings panels.
 
 Installed by the distribution ``ptychopinn-ptychodus-hook`` into Ptychodus' namespace
 package ``ptychodus.plugins``. Ptychodus 1.7 imports every module there and calls its
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def register_plugins(registry: Any) -> None:
-    """Install the hook that adds the PtychoPINN libraries (``registry`` is not used)."""
+    """Install the hook that adds the PtychoPINN libraries and panels (``registry`` is not used)."""
     try:
         from ptychopinn_core.ptychodus.hook import install
 
