@@ -363,6 +363,44 @@ def test_unsupported_config_is_rejected_with_the_supported_values(fake):
         fake.check_config(Config().with_overrides({"training.mode": "supervised"}))
 
 
+INFERENCE_ONLY_PLUGIN = """
+from ptychopinn_core.backends import BackendInfo, Capabilities, hookimpl
+
+@hookimpl
+def ptychopinn_backend_info():
+    return BackendInfo(
+        name="runner", display_name="Runner", framework="testframework", framework_distributions=("numpy",),
+        framework_module="numpy", install_hint="pip install runner",
+        capabilities=Capabilities(pattern_sizes=(16, 32, 64), training=False),
+    )
+
+@hookimpl
+def ptychopinn_train(model, data, config, progress):
+    raise AssertionError("the core must refuse training before calling an inference-only backend")
+"""
+
+
+def test_an_inference_only_backend_is_refused_training_naming_those_that_train(fake_backend, make_distribution):
+    make_distribution("test-runner", entry_points={"runner": "plugin_runner"},
+                      modules={"plugin_runner": INFERENCE_ONLY_PLUGIN + plugin_source(
+                          "runner", omit=("ptychopinn_backend_info", "ptychopinn_train"))})
+    registry, _ = discover_quietly()
+    runner = registry.get("runner")
+    config = Config().with_overrides({"model.pattern_size": 32, "execution.run_dir": "/tmp/x"})
+    capabilities = runner.info.capabilities
+    assert not capabilities.training and capabilities.to_dict()["training"] is False
+    assert capabilities.unsupported(config, training=False) == []
+    # Training settings are not listed one by one: the backend does not train at all.
+    assert capabilities.unsupported(config) == ["training (this backend runs trained models only)"]
+    with pytest.raises(ValueError, match=r"backend 'runner' does not support training \(this backend runs trained "
+                                         r"models only\); installed backends that support it: .*numpyfake") as error:
+        runner.check_config(config)
+    assert "runner" not in str(error.value).split("support it:")[1]
+    with pytest.raises(ValueError, match="runs trained models only"):
+        runner.train(object(), object(), config)
+    runner.check_config(config, training=False)  # running a model is fine
+
+
 def test_weights_are_validated_before_the_backend_builds(fake):
     config = Config().with_overrides({"model.pattern_size": 16, "model.n_filters_scale": 1})
     weights = initial_weights(parameter_specs(config.model), 0)

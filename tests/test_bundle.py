@@ -433,3 +433,44 @@ def test_failed_write_leaves_the_existing_bundle_intact(written, monkeypatch):
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary left over
     read_bundle(path)
+
+
+# -- the model digest (what an export carries to be checked against) ---------------------------
+
+
+def test_digest_survives_a_file_round_trip_and_ignores_manifest_and_history(tmp_path):
+    import dataclasses
+
+    from ptychopinn_core.model.bundle import bundle_digest
+
+    bundle = make_bundle()
+    digest = bundle_digest(bundle)
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    assert bundle_digest(read_bundle(write_bundle(tmp_path / "model.zip", bundle))) == digest
+    other_run = dataclasses.replace(
+        bundle, manifest=make_manifest("pinn", "pytorch", "torch", "2.13.0"), history=History(())
+    )
+    assert bundle_digest(other_run) == digest
+
+
+def test_digest_changes_with_anything_that_changes_the_output():
+    import dataclasses
+
+    from ptychopinn_core.model.bundle import bundle_digest
+
+    bundle = make_bundle()
+    digest = bundle_digest(bundle)
+    weights = {name: value.copy() for name, value in bundle.weights.items()}
+    first = next(iter(weights))
+    weights[first].flat[0] = np.nextafter(weights[first].flat[0], np.float32(np.inf))  # one ulp
+    probe = bundle.state.probe.copy()
+    probe[3, 4] *= np.complex64(-1)
+    changed = {
+        "a weight by one ulp": dataclasses.replace(bundle, weights=weights),
+        "the probe": dataclasses.replace(bundle, state=dataclasses.replace(bundle.state, probe=probe)),
+        "the intensity scale": dataclasses.replace(
+            bundle, state=dataclasses.replace(bundle.state, intensity_scale=bundle.state.intensity_scale * 2)),
+        "a setting": dataclasses.replace(bundle, config=bundle.config.with_overrides({"model.overlap_weights": "window"})),
+    }
+    for what, other in changed.items():
+        assert bundle_digest(other) != digest, what

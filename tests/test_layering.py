@@ -71,7 +71,10 @@ LAYERS: Mapping[str, int] = {
 KNOWN_UPWARD_IMPORTS: Mapping[tuple[str, str], str] = {}
 
 #: Never imported by the core, anywhere: it must install and run without them.
-CORE_FORBIDDEN = ("tensorflow", "keras", "torch", "lightning", "pytorch_lightning", "ptychopinn_tf", "ptychopinn_torch")
+CORE_FORBIDDEN = (
+    "tensorflow", "keras", "torch", "lightning", "pytorch_lightning", "onnx", "onnxruntime",
+    "ptychopinn_tf", "ptychopinn_torch", "ptychopinn_onnx",
+)
 
 
 # -- reading the sources ------------------------------------------------------------------

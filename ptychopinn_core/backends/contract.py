@@ -121,6 +121,11 @@ class Capabilities:
         Gathers batches in ``execution.workers`` worker processes.
     multi_node : bool
         Trains across ``execution.num_nodes`` > 1 machines.
+    training : bool
+        Trains models (``ptychopinn_train``). False: the backend runs trained models only
+        (an inference engine such as ONNX Runtime); training with it is refused before
+        anything runs, with the installed backends that can train, and ``modes`` then
+        names the modes of the models it runs.
     """
 
     modes: frozenset[str] = field(default_factory=lambda: frozenset({"pinn"}))
@@ -133,6 +138,7 @@ class Capabilities:
     loggers: frozenset[str] = frozenset()
     data_workers: bool = False
     multi_node: bool = False
+    training: bool = True
 
     def __post_init__(self) -> None:
         for name, allowed in (("modes", ALLOWED_MODES), ("devices", ALLOWED_DEVICES),
@@ -167,7 +173,7 @@ class Capabilities:
         if loggers and not self.checkpoints:
             raise ValueError("invalid loggers: a backend without checkpoints has no run folder to log to")
         object.__setattr__(self, "loggers", loggers)
-        for name in ("checkpoints", "data_workers", "multi_node"):
+        for name in ("checkpoints", "data_workers", "multi_node", "training"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"invalid {name}: expected a bool, received {name}={getattr(self, name)!r}")
 
@@ -199,7 +205,9 @@ class Capabilities:
         if config.execution.device != "auto":
             check("execution.device", config.execution.device, self.devices)
         check("execution.precision", config.execution.precision, self.precisions)
-        if training:
+        if training and not self.training:  # the training settings do not matter then
+            problems.append("training (this backend runs trained models only)")
+        elif training:
             execution = config.execution
             check("training.mode", config.training.mode, self.modes)
             if execution.strategy != "auto":
@@ -230,6 +238,7 @@ class Capabilities:
             "loggers": sorted(self.loggers),
             "data_workers": self.data_workers,
             "multi_node": self.multi_node,
+            "training": self.training,
         }
 
 

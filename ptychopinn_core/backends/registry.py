@@ -100,10 +100,11 @@ KNOWN_BACKENDS: Mapping[str, str] = MappingProxyType(
     {
         "tensorflow": 'pip install "ptychopinn-core[tf]"',
         "pytorch": 'pip install "ptychopinn-core[torch]"',
+        "onnx": 'pip install "ptychopinn-core[onnx]"',
     }
 )
 #: Other spellings accepted by :meth:`BackendRegistry.get` -> canonical name.
-ALIASES: Mapping[str, str] = MappingProxyType({"tf": "tensorflow", "torch": "pytorch"})
+ALIASES: Mapping[str, str] = MappingProxyType({"tf": "tensorflow", "torch": "pytorch", "onnxruntime": "onnx"})
 
 BackendStatus = Literal["ok", "broken", "incomplete"]
 

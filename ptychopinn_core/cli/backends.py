@@ -62,7 +62,8 @@ def _capabilities_text(entry: BackendEntry) -> str:
     capabilities = entry.info.capabilities
     return "\n".join(
         [
-            "modes: " + ", ".join(sorted(capabilities.modes)),
+            ("modes: " + ", ".join(sorted(capabilities.modes))) if capabilities.training
+            else "inference only (runs trained models)",
             "devices: " + ", ".join(sorted(capabilities.devices)),
             "strategies: " + ", ".join(sorted(capabilities.strategies)),
             "precisions: " + ", ".join(sorted(capabilities.precisions)),

@@ -12,7 +12,7 @@ from ptychopinn_core.cli.progress import progress_display
 from ptychopinn_core.cli.refine import refine_and_report
 from ptychopinn_core.config import Config, ConfigError, parse_assignments
 from ptychopinn_core.data import read_scan
-from ptychopinn_core.model.bundle import read_bundle
+from ptychopinn_core.model.formats import read_model
 from ptychopinn_core.reconstruction import write_reconstruction
 
 __all__ = ["infer_command"]
@@ -20,7 +20,7 @@ __all__ = ["infer_command"]
 
 @click.command("infer")
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Model bundle written by `ptychopinn train`.")
+              help="Model bundle written by `ptychopinn train`, or its export (`ptychopinn export`, e.g. model.onnx).")
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Scan to reconstruct (canonical NPZ).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -62,11 +62,12 @@ def infer_command(
       ptychopinn infer --model model.zip --data scan.npz --out recon.npz
       ptychopinn infer --model model.zip --data scan.npz --out recon.npz --refine-iterations 0
       ptychopinn infer --model model.zip --data star.npz --out recon.npz --refine-probe
+      ptychopinn infer --model model.onnx --data scan.npz --out recon.npz --backend onnx
       ptychopinn evaluate --recon recon.npz --truth scan.npz
     """
     from ptychopinn_core import workflow
 
-    bundle = read_bundle(model_path)
+    bundle = read_model(model_path)
     registry = BackendRegistry.discover()
     trained_by = str(bundle.manifest["backend"])
     if backend_name is None and trained_by not in registry.names():

@@ -29,6 +29,7 @@ _COMMANDS: dict[str, str] = {
     "evaluate": "ptychopinn_core.cli.evaluate:evaluate_command",
     "train": "ptychopinn_core.cli.train:train_command",
     "infer": "ptychopinn_core.cli.infer:infer_command",
+    "export": "ptychopinn_core.cli.export:export_command",
     "refine": "ptychopinn_core.cli.refine:refine_command",
     "demo": "ptychopinn_core.cli.demo:demo_command",
     "plot": "ptychopinn_core.cli.plot:plot_command",

@@ -102,10 +102,10 @@ def train_command(
 
 def _start_weights(path: Path, config) -> dict:
     """The bundle's weights, checked against the model to train before any training starts."""
-    from ptychopinn_core.model.bundle import read_bundle
+    from ptychopinn_core.model.formats import read_model
     from ptychopinn_core.model.parameters import parameter_specs, validate_weights
 
-    weights = read_bundle(path).weights
+    weights = read_model(path).weights
     try:
         return validate_weights(weights, parameter_specs(config.model), source=str(path))
     except ValueError as error:

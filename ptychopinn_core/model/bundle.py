@@ -18,6 +18,7 @@ previous file (if any) untouched.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -52,6 +53,7 @@ __all__ = [
     "KEYS_ADDED_SINCE_FORMAT_1",
     "BundleError",
     "ModelBundle",
+    "bundle_digest",
     "inspect_bundle",
     "make_manifest",
     "read_bundle",
@@ -344,6 +346,35 @@ def write_bundle(path: str | os.PathLike[str], bundle: ModelBundle) -> Path:
             info.external_attr = 0o644 << 16
             archive.writestr(info, members[name])
     return path
+
+
+def bundle_digest(bundle: ModelBundle) -> str:
+    """SHA-256 (hex) of what decides the model's output: config, weights and state.
+
+    The manifest (when, by whom) and the history are left out, so a bundle and its
+    export to another format (``ptychopinn export``) have the same digest, and a file
+    whose weights, probe or settings were changed after the export does not. Weights
+    enter in ``parameter_specs`` order with their names, dtypes and shapes; JSON parts
+    with sorted keys, so the digest does not depend on dict order.
+    """
+    if not isinstance(bundle, ModelBundle):
+        raise TypeError(f"invalid bundle: expected a ModelBundle, received {type(bundle).__name__}")
+    digest = hashlib.sha256(b"ptychopinn-bundle-digest-1\n")
+
+    def add_json(values: Any) -> None:
+        digest.update(json.dumps(values, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n")
+
+    def add_array(name: str, array: np.ndarray) -> None:
+        add_json([name, array.dtype.str, list(array.shape)])
+        digest.update(np.ascontiguousarray(array).tobytes())
+
+    add_json(bundle.config.to_dict())
+    for name, value in bundle.weights.items():  # parameter_specs order (ModelBundle checks it)
+        add_array(name, value)
+    add_json(bundle.state.to_json())
+    for name, value in sorted(bundle.state.to_arrays().items()):
+        add_array(name, value)
+    return digest.hexdigest()
 
 
 # -- reading ------------------------------------------------------------------------------

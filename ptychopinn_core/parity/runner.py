@@ -34,6 +34,11 @@ one table of tolerances):
     backend on the whole scan: stitched objects compared to the trainer's own; then each
     backend's own trained model against the ground truth (SSIM), when the scan has one.
 
+A backend that runs trained models only (``capabilities.training`` False, e.g. ONNX
+Runtime) joins the physics, forward, refinement and reconstruction levels (it runs every
+trainer's bundle); the loss, gradient and training levels compare the backends that
+train. A precision is compared among the backends that support it.
+
 Everything is framework-free here: backends are reached through the registry's hooks.
 """
 
@@ -177,9 +182,20 @@ def _refinement_level(
         report._add("refinement", "probe", case, f"{second} vs {first}", relative_error(b.probe, a.probe), key)
 
 
-def _supported(precisions: Sequence[str], backends: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """``precisions`` every backend supports (at least float32, which every backend has), and the rest."""
-    kept = [p for p in precisions if all(p in b.info.capabilities.precisions for b in backends.values())]
+def _trainers(backends: Mapping[str, Any]) -> dict[str, Any]:
+    """The backends that train (the others run trained models only)."""
+    return {name: backend for name, backend in backends.items() if backend.info.capabilities.training}
+
+
+def _with_precision(backends: Mapping[str, Any], precision: str) -> dict[str, Any]:
+    """The backends that support ``precision``, in order."""
+    return {name: backend for name, backend in backends.items() if precision in backend.info.capabilities.precisions}
+
+
+def _supported(precisions: Sequence[str], backends: Mapping[str, Any], wanted: int) -> tuple[list[str], list[str]]:
+    """``precisions`` that at least ``wanted`` of ``backends`` support (float32, which every
+    backend has, when none is), and the rest."""
+    kept = [p for p in precisions if len(_with_precision(backends, p)) >= wanted]
     return kept or ["32"], [p for p in precisions if p not in kept]
 
 
@@ -217,10 +233,14 @@ def _one_batch_levels(
     label = f"{case.label}, {_precision_name(precision)}"
 
     results = {}
+    trainers = _trainers(backends)
     for name, backend in backends.items():
         model = backend.build_model(config, state, weights)
         forward, forward_seconds = _timed(lambda: model.forward(diffraction, offsets))
-        (loss, gradients), gradient_seconds = _timed(lambda: model.loss_and_gradients(diffraction, offsets, truth))
+        loss, gradients, gradient_seconds = None, None, 0.0
+        if name in trainers:
+            (loss, gradients), gradient_seconds = _timed(
+                lambda: model.loss_and_gradients(diffraction, offsets, truth))
         report._time(name, f"forward+gradients ({_precision_name(precision)})", forward_seconds + gradient_seconds)
         results[name] = (forward, loss, gradients)
 
@@ -238,6 +258,8 @@ def _one_batch_levels(
                 maps[f"phase |{second} - {first}|"] = np.abs(
                     np.angle(forward_b.patches[0, 0] * np.conj(forward_a.patches[0, 0]))
                 )
+        if first not in trainers or second not in trainers:
+            continue
         report._add("loss", "loss", label, compared, abs(loss_b - loss_a) / abs(loss_a), f"loss:{bits}")
         all_a = np.concatenate([value.ravel() for value in gradients_a.values()])
         all_b = np.concatenate([gradients_b[key].ravel() for key in gradients_a])
@@ -350,7 +372,7 @@ def run_parity(
         ground-truth patches (``Y``) and are skipped, with a note, without them.
     backends : mapping of str to Backend
         Selected backends (:meth:`BackendRegistry.get`), at least one; pairs are
-        compared in the mapping's order, the first as the reference.
+        compared in the mapping's order (those that train first), the first as the reference.
     config : Config, optional
         Base configuration (architecture, batch size, seed, loss weights).
     steps : int
@@ -393,12 +415,15 @@ def run_parity(
         supervised_note = "supervised cases skipped: the scan has no ground-truth patches (Y)"
     else:
         supervised_note = None
-    precisions, dropped = _supported(precisions, backends)
-    training_precisions, dropped_training = _supported(training_precisions, backends)
-    for backend in backends.values():
+    trainers = _trainers(backends)
+    backends = {**trainers, **backends}  # trainers first: the references of the pairs
+    precisions, dropped = _supported(precisions, backends, min(2, len(backends)))
+    training_precisions, dropped_training = _supported(training_precisions, trainers, 1)
+    for name, backend in backends.items():
         for case in cases:
-            for precision in {*precisions, *training_precisions}:
-                backend.check_config(_case_config(base, case, precision, steps, scan.n_positions), training=True)
+            for precision in {*precisions, *training_precisions} & set(backend.info.capabilities.precisions):
+                backend.check_config(_case_config(base, case, precision, steps, scan.n_positions),
+                                     training=name in trainers)
 
     report = ParityReport(
         backends=list(backends),
@@ -420,7 +445,14 @@ def run_parity(
     if supervised_note:
         report.notes.append(supervised_note)
     for precision in sorted({*dropped, *dropped_training}):
-        report.notes.append(f"{_precision_name(precision)} skipped: not supported by every backend compared")
+        report.notes.append(f"{_precision_name(precision)} skipped: not supported by enough of the backends compared")
+    for name, backend in backends.items():
+        missing = [_precision_name(p) for p in precisions if p not in backend.info.capabilities.precisions]
+        if missing:
+            report.notes.append(f"{name}: {', '.join(missing)} not supported, compared in the other precisions")
+        if name not in trainers:
+            report.notes.append(f"{name}: runs trained models only: in the physics, forward, refinement and "
+                                "reconstruction levels (it runs every trainer's bundle), not loss, gradients, training")
     if len(backends) < 2:
         report.notes.append("one backend installed: only its physics is checked (install a second one)")
 
@@ -430,18 +462,23 @@ def run_parity(
     if refine_iterations:
         for precision in precisions:
             say(f"refinement, {_precision_name(precision)}: {refine_iterations} iterations from a flat start")
-            _refinement_level(report, backends, scan, base, refine_iterations, precision)
+            _refinement_level(report, _with_precision(backends, precision), scan, base, refine_iterations, precision)
     if len(backends) < 2:
         return report
+    if not trainers:
+        report.notes.append("no backend that trains: the training and reconstruction levels are skipped")
     with tempfile.TemporaryDirectory(prefix="ptychopinn-parity-") as folder:
         for case in cases:
             for precision in precisions:
                 say(f"{case.label}, {_precision_name(precision)}: forward pass, loss and gradients")
-                _one_batch_levels(report, backends, scan, base, case, precision)
+                _one_batch_levels(report, _with_precision(backends, precision), scan, base, case, precision)
+            if not trainers:
+                continue
             trained = {}
             for precision in training_precisions:
                 say(f"{case.label}, {_precision_name(precision)}: {steps} training steps")
-                trained[precision] = _training_level(report, backends, scan, base, case, steps, precision)
+                trained[precision] = _training_level(report, _with_precision(trainers, precision), scan, base, case,
+                                                     steps, precision)
             bundles = trained[training_precisions[0]]  # the first precision's models are reconstructed
             if reconstruction:
                 say(f"{case.label}: reconstruction from each bundle by every backend")

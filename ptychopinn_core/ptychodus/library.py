@@ -10,7 +10,9 @@ contain ``_`` (canonical backend names cannot) and must differ, casefolded, from
 library already present; Ptychodus 1.7's own are ``pty-chi``, ``PtychoNN``, ``PtychoPINN``,
 ``PtychoPINN-Torch`` and ``PtychoFM``. The reconstructors are ``PINN`` and
 ``Supervised``, those of the backend's ``capabilities.modes``. Keys therefore look like
-``pinn-tensorflow_pinn`` and ``pinn-pytorch_supervised``.
+``pinn-tensorflow_pinn`` and ``pinn-pytorch_supervised``. A backend that runs trained
+models only (``capabilities.training`` False: ``PINN-ONNX``) offers one reconstructor,
+``PINN``, which loads and runs a model of either mode and refuses to train.
 
 Each library owns one settings group named like itself (:mod:`.settings`); in the GUI,
 :mod:`.panels` shows it under the Algorithm box.
@@ -77,7 +79,9 @@ class PINNReconstructorLibrary(ReconstructorLibrary):
         self._name = name
         self.backend = backend
         self.settings = PINNSettings(settings_registry, name)
-        modes = backend.info.capabilities.modes
+        capabilities = backend.info.capabilities
+        # Inference is the same network whatever the mode it was trained in.
+        modes = capabilities.modes if capabilities.training else {"pinn"}
         self._reconstructors = [
             PINNReconstructor(name, mode, backend, self.settings, self.get_logger())
             for mode in MODE_NAMES

@@ -23,8 +23,10 @@ so Ptychodus trains and reconstructs exactly as ``ptychopinn train``/``infer`` d
   then closes the generator; training ends after the batch in progress and no model
   is written. The model is written to ``output_path/model.zip`` (the name the
   batch mode loads) and stays loaded.
-- **model files** are the core's bundles (``.zip``, :mod:`ptychopinn_core.model.bundle`):
-  a bundle trained by any backend loads in any other.
+- **model files** are the core's bundles (``.zip``, :mod:`ptychopinn_core.model.bundle`),
+  or their exports in an installed format (``.onnx``, :mod:`ptychopinn_core.model.formats`):
+  a model trained by any backend loads in any other. A backend that runs trained models
+  only (ONNX) refuses ``train`` at once, naming what to do instead.
 - **export_training_data** writes the canonical NPZ that ``ptychopinn train`` reads.
 
 The framework is imported by the backend only when a model is built (train,
@@ -59,7 +61,8 @@ from ptychopinn_core import __version__, workflow
 from ptychopinn_core.backends import Backend, ProgressEvent
 from ptychopinn_core.config import Config
 from ptychopinn_core.data import ScanData, read_scan, write_scan
-from ptychopinn_core.model.bundle import ModelBundle, read_bundle, write_bundle
+from ptychopinn_core.model.bundle import ModelBundle, write_bundle
+from ptychopinn_core.model.formats import BUNDLE_FORMAT_NAME, installed_formats, read_model
 from ptychopinn_core.physics.probe_model import circular_probe_mask
 from ptychopinn_core.physics.stitching import ObjectFrame
 from ptychopinn_core.reconstruction import Reconstruction
@@ -244,14 +247,16 @@ class PINNReconstructor(TrainableReconstructor):
         return self._bundle is not None
 
     def get_model_file_filter(self) -> str:
-        return f"PtychoPINN Model Bundle (*{MODEL_FILE_EXTENSION})"
+        """Bundles, and the exports of every installed model format (``*.zip *.onnx``)."""
+        exports = [f"*.{name}" for name in installed_formats() if name != BUNDLE_FORMAT_NAME]
+        return f"PtychoPINN Model ({' '.join([f'*{MODEL_FILE_EXTENSION}', *exports])})"
 
     def get_model_file_extension(self) -> str:
         return MODEL_FILE_EXTENSION
 
     def load_model_from_file(self, file_path: Path) -> None:
-        """Load a bundle trained by any backend; refuse one this backend cannot run."""
-        bundle = read_bundle(file_path)
+        """Load a model trained by any backend; refuse one this backend cannot run."""
+        bundle = read_model(file_path)
         self._backend.check_config(bundle.config, training=False)
         if bundle.manifest["mode"] != self._mode:
             self._logger.info(
@@ -390,6 +395,12 @@ class PINNReconstructor(TrainableReconstructor):
         Settings are read now (:meth:`PINNSettings.config`); ``NumPhotons = 0`` uses the
         measured mean total count per pattern of the training data.
         """
+        if not self._backend.info.capabilities.training:
+            raise RuntimeError(
+                f"{self.key}: backend {self._backend.name!r} runs trained models only; train with a PtychoPINN "
+                "library whose backend trains (`ptychopinn backends` lists them) or `ptychopinn train`, "
+                "then load the model here"
+            )
         scan = training_scan(input_path, with_truth_patches=self._mode == "supervised")
         config = self._settings.config(self._mode, measured_nphotons=mean_counts_per_pattern(scan))
         self._progress_goal = config.training.epochs

@@ -22,8 +22,9 @@ against the numpy forward model, chunked prediction, and that a short training r
 lowers the loss and reports progress; refinement: gradients and a few iterations against
 the numpy reference (:mod:`ptychopinn_core.refine.reference`), progress, bad inputs, and
 that it improves a perturbed object. A check is skipped only through capabilities
-(e.g. supervised training when ``"supervised" not in capabilities.modes``), never by
-backend name. Every check takes seconds on a CPU.
+(e.g. supervised training when ``"supervised" not in capabilities.modes``, every training
+check when ``capabilities.training`` is False, where the backend must refuse training
+instead), never by backend name. Every check takes seconds on a CPU.
 """
 
 from __future__ import annotations
@@ -387,6 +388,18 @@ class BackendConformanceTests:
 
     # -- training ----------------------------------------------------------------------
 
+    def _require_training(self, backend: Backend) -> None:
+        if not backend.info.capabilities.training:
+            pytest.skip("capabilities: runs trained models only (no training)")
+
+    def test_an_inference_only_backend_refuses_training(self, backend: Backend, model: BackendModel,
+                                                        training_data, config: Config) -> None:
+        """Training with it fails before anything runs, naming the backends that can train."""
+        if backend.info.capabilities.training:
+            pytest.skip("capabilities: trains")
+        with pytest.raises(ValueError, match=r"does not support training \(this backend runs trained models only\)"):
+            backend.train(model, training_data, config)
+
     def _train_and_check(self, backend: Backend, model: BackendModel, data: Any, config: Config,
                          loss: Callable[[], float]) -> None:
         events: list[ProgressEvent] = []
@@ -410,6 +423,7 @@ class BackendConformanceTests:
 
     def test_training_lowers_the_loss(self, backend: Backend, model: BackendModel, training_data,
                                       config: Config) -> None:
+        self._require_training(backend)
         if config.training.mode != "pinn":
             pytest.skip("capabilities: PINN training not supported")
         train_ids = np.asarray(training_data.train_groups)
@@ -432,6 +446,7 @@ class BackendConformanceTests:
     def test_training_follows_the_core_policy(self, backend: Backend, scan: ScanData, config: Config) -> None:
         """Losses and learning rates are the core's EpochPolicy's: weighted epoch means, the
         plateau schedule replayed on the monitored losses, early stopping at its epoch."""
+        self._require_training(backend)
         from ptychopinn_core.training.schedule import PlateauSchedule, loss_floor
 
         # So small a learning rate that the loss never improves by the relative 1e-4 the
@@ -464,6 +479,7 @@ class BackendConformanceTests:
     def test_run_folder_settings_are_honoured_or_refused(self, backend: Backend, config: Config, tmp_path) -> None:
         """``execution.run_dir``/``resume``/``logger``/``workers``/``num_nodes``: what the
         capabilities offer, ``check_config`` accepts; the rest it refuses, naming the key."""
+        self._require_training(backend)
         capabilities = backend.info.capabilities
         run_dir = {"execution.run_dir": str(tmp_path)}
         cases = [("execution.run_dir", run_dir, capabilities.checkpoints),
@@ -482,6 +498,7 @@ class BackendConformanceTests:
                     backend.check_config(candidate)
 
     def _require_checkpoints(self, backend: Backend) -> None:
+        self._require_training(backend)
         if not backend.info.capabilities.checkpoints:
             pytest.skip("capabilities: no checkpoints (execution.run_dir is refused)")
 
@@ -559,6 +576,7 @@ class BackendConformanceTests:
                                                               "execution.run_dir": str(tmp_path)}))
 
     def test_max_seconds_stops_at_the_first_epoch_end(self, backend: Backend, scan: ScanData, config: Config) -> None:
+        self._require_training(backend)
         from ptychopinn_core.model.inputs import prepare_model_state
         from ptychopinn_core.training.data import prepare_training_data
 
@@ -574,6 +592,7 @@ class BackendConformanceTests:
         assert len([event for event in events if event.stage == "batch"]) == len(data.epoch_batches(0))
 
     def test_supervised_training_lowers_the_error(self, backend: Backend, scan: ScanData, config: Config) -> None:
+        self._require_training(backend)
         if "supervised" not in backend.info.capabilities.modes:
             pytest.skip("capabilities: supervised training not supported")
         from ptychopinn_core.model.inputs import prepare_model_state
