@@ -115,21 +115,33 @@ def run_demo(
     }
 
     histories = {}
+    bundles: dict[str, Any] = {}
     recons: dict[str, np.ndarray] = {}
     refined_recons: dict[str, np.ndarray] = {}
-    for entry in registry.entries():
+    for entry in sorted(registry.entries(), key=_runs_trained_models_only):  # trainers first
         if not entry.ok:
             results[entry.name] = {"status": entry.status, "reason": entry.reason}
             say(f"skipping backend {entry.name}: {entry.status} ({entry.reason})")
             continue
         backend = registry.get(entry.name)
-        say(f"training with {backend.name}")
         timings: dict[str, float] = {}
-        with _progress(progress, f"training ({backend.name})", config.training.epochs) as show:
-            tick = time.perf_counter()
-            bundle = workflow.train(train_scan, config, backend, progress=show)
-            timings["train_s"] = time.perf_counter() - tick
-        write_bundle(out / f"model-{backend.name}.zip", bundle)
+        if _runs_trained_models_only(entry):  # it runs the first trainer's model
+            if not bundles:
+                results[entry.name] = {"status": "skipped", "reason": "runs trained models only, and none was trained"}
+                say(f"skipping backend {entry.name}: it runs trained models only, and no installed backend trains")
+                continue
+            trained_by, bundle = next(iter(bundles.items()))
+            say(f"running the model of {trained_by} with {backend.name}")
+        else:
+            say(f"training with {backend.name}")
+            with _progress(progress, f"training ({backend.name})", config.training.epochs) as show:
+                tick = time.perf_counter()
+                bundle = workflow.train(train_scan, config, backend, progress=show)
+                timings["train_s"] = time.perf_counter() - tick
+            write_bundle(out / f"model-{backend.name}.zip", bundle)
+            trained_by = backend.name
+            bundles[trained_by] = bundle
+            histories[backend.name] = bundle.history
         with _progress(progress, f"reconstructing ({backend.name})", 1) as show:
             tick = time.perf_counter()
             recon = workflow.reconstruct(bundle, test_scan, backend, progress=show)
@@ -137,10 +149,10 @@ def run_demo(
         write_reconstruction(out / f"recon-{backend.name}.npz", recon)
         metrics = evaluate(recon, test_scan.object, test_scan.positions_px)
         pairs[f"{backend.name} network"] = align_to_truth(recon, test_scan.object, test_scan.positions_px)
-        histories[backend.name] = bundle.history
         recons[backend.name] = recon.object
         results[backend.name] = {
             "status": "ok",
+            "model_trained_by": trained_by,
             "metrics": metrics,
             "timings": timings,
             "history": bundle.history.to_json(),
@@ -252,6 +264,11 @@ def _ssim_pair(metrics: dict[str, Any]) -> str:
     return f"{_fmt(metrics['amplitude']['ssim'])} / {_fmt(metrics['phase']['ssim'])}"
 
 
+def _runs_trained_models_only(entry) -> bool:
+    """An installed backend that cannot train (ONNX Runtime): the demo runs another's model with it."""
+    return entry.ok and not entry.info.capabilities.training
+
+
 def _markdown(report: dict[str, Any]) -> str:
     settings = report["settings"]
     lines = [
@@ -279,8 +296,10 @@ def _markdown(report: dict[str, Any]) -> str:
             continue
         amp, phase = result["metrics"]["amplitude"], result["metrics"]["phase"]
         timings = result.get("timings", {})
+        trained_by = result.get("model_trained_by", name)
+        label = name if trained_by == name else f"{name} (model of {trained_by})"
         lines.append(
-            f"| {name} | {_fmt(amp['ssim'])} | {_fmt(amp['psnr'])} | {_fmt(amp['frc50'])} | "
+            f"| {label} | {_fmt(amp['ssim'])} | {_fmt(amp['psnr'])} | {_fmt(amp['frc50'])} | "
             f"{_fmt(phase['ssim'])} | {_fmt(phase['psnr'])} | {_fmt(phase['frc50'])} | "
             f"{_fmt(timings.get('train_s', '-'))} | {_fmt(timings.get('reconstruct_s', '-'))} |"
         )

@@ -61,12 +61,17 @@ def test_one_entry_per_installed_backend(demo, installed):
     assert {entry["name"] for entry in report["installed_backends"]} == names
     markdown = (out / "report.md").read_text()
     for name in names | {CEILING}:
-        assert f"| {name} |" in markdown
+        assert f"| {name} " in markdown
         assert any(line.startswith(f"{name} ") for line in stdout.splitlines()), f"no summary row for {name}"
     for name in usable:
-        assert report["results"][name]["status"] == "ok"
-        assert (out / f"model-{name}.zip").stat().st_size > 0
+        result = report["results"][name]
+        assert result["status"] == "ok"
         assert (out / f"recon-{name}.npz").stat().st_size > 0
+        if result["model_trained_by"] == name:
+            assert (out / f"model-{name}.zip").stat().st_size > 0
+        else:  # it runs trained models only: the first trainer's, listed as such
+            assert result["model_trained_by"] in usable and not (out / f"model-{name}.zip").exists()
+            assert f"| {name} (model of {result['model_trained_by']}) |" in markdown
 
 
 def _check_metrics(name: str, metrics: dict) -> None:
@@ -114,6 +119,12 @@ def test_backends_are_compared(demo, installed):
         # Same initial weights and batches: the two reconstructions differ by a few percent.
         assert 0 <= values["relative_l2"] < 0.5 and 0 <= values["max_abs"], (pair, values)
         assert f"| {pair} |" in (out / "report.md").read_text()
+    # A backend that runs another's model gives that backend's reconstruction (parity).
+    for name in installed[1]:
+        trainer = report["results"][name]["model_trained_by"]
+        if trainer != name:
+            pair = " vs ".join(sorted((name, trainer)))
+            assert report["agreement"][pair]["relative_l2"] < 1e-4, (pair, report["agreement"][pair])
 
 
 def test_refinement_columns_are_real(demo, installed):

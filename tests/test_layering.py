@@ -27,6 +27,7 @@ PACKAGES = {
     "ptychopinn_core": ROOT / "ptychopinn_core",
     "ptychopinn_tf": ROOT / "ptychopinn_tf" / "ptychopinn_tf",
     "ptychopinn_torch": ROOT / "ptychopinn_torch" / "ptychopinn_torch",
+    "ptychopinn_onnx": ROOT / "ptychopinn_onnx" / "ptychopinn_onnx",
 }
 CORE = "ptychopinn_core"
 

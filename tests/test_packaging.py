@@ -62,7 +62,7 @@ def test_backend_trees_mirror_each_other():
 
 @pytest.mark.slow
 def test_wheels_and_extras_install_only_what_they_name(tmp_path):
-    """Build the three wheels, then install as a user would, from that folder.
+    """Build the four wheels, then install as a user would, from that folder.
 
     1. the core alone (installed for real): it imports (every module) and its command
        runs with no framework present;
@@ -71,11 +71,15 @@ def test_wheels_and_extras_install_only_what_they_name(tmp_path):
        its framework, and not the other's. That each backend then works without the other
        framework is checked in this environment by
        :func:`test_each_backend_works_when_the_other_framework_cannot_import` (a real
-       install of torch would only copy 700 MB to show the same).
+       install of torch would only copy 700 MB to show the same);
+    3. then ``ptychopinn-core[onnx]`` installed for real into the same environment: the
+       ONNX backend alone runs bundles trained by each framework backend
+       (:func:`_check_onnx_alone`).
     """
-    wheels = build_wheels(tmp_path / "wheels", REPO, REPO / "ptychopinn_tf", REPO / "ptychopinn_torch")
+    wheels = build_wheels(tmp_path / "wheels", REPO, REPO / "ptychopinn_tf", REPO / "ptychopinn_torch",
+                          REPO / "ptychopinn_onnx")
     built = sorted(p.name.split("-")[0] for p in wheels.glob("*.whl"))
-    assert built == ["ptychopinn_core", "ptychopinn_tf", "ptychopinn_torch"]
+    assert built == ["ptychopinn_core", "ptychopinn_onnx", "ptychopinn_tf", "ptychopinn_torch"]
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
@@ -104,6 +108,64 @@ def test_wheels_and_extras_install_only_what_they_name(tmp_path):
     assert not {"tensorflow", "tensorflow-cpu", "ptychopinn-tf"} & resolved("torch")
     assert {"ptychopinn-core", "ptychopinn-tf", "tensorflow-cpu"} <= resolved("tf")
     assert not {"torch", "ptychopinn-torch", "lightning"} & resolved("tf")
+
+    run(pip + ["ptychopinn-core[onnx]"], env=env)
+    _check_onnx_alone(env_dir, env, tmp_path / "onnx")
+
+
+# In the ONNX environment: no framework is installed, and the backend's modules import none.
+NO_FRAMEWORK_IN_ONNX_ENV = f"""
+import importlib.util, sys
+installed = [name for name in {FRAMEWORKS!r} if importlib.util.find_spec(name) is not None]
+assert not installed, f"installed: {{installed}}"
+import ptychopinn_onnx.plugin, ptychopinn_onnx.model, onnxruntime, ptychopinn_core.cli.main
+loaded = sorted(set({FRAMEWORKS!r}) & {{name.split(".")[0] for name in sys.modules}})
+assert not loaded, f"imported {{loaded}}"
+print("onnx backend without frameworks")
+"""
+
+
+def _check_onnx_alone(env_dir: Path, env: dict[str, str], folder: Path) -> None:
+    """Core + ONNX backend only (no TensorFlow, no torch): ``ptychopinn infer --backend onnx``
+    on a bundle trained here by each framework backend, and on its ONNX export, gives that
+    backend's own reconstruction within the parity tolerance (issue 19)."""
+    from ptychopinn_core import workflow
+    from ptychopinn_core.backends import BackendRegistry
+    from ptychopinn_core.config import Config
+    from ptychopinn_core.data import write_scan
+    from ptychopinn_core.model.bundle import write_bundle
+    from ptychopinn_core.parity.tolerances import TOLERANCES, relative_error
+    from ptychopinn_core.reconstruction import read_reconstruction
+    from ptychopinn_core.simulation.scan import make_demo_scan
+
+    python, cli = env_dir / "bin" / "python", env_dir / "bin" / "ptychopinn"
+    assert "without frameworks" in run([python, "-c", NO_FRAMEWORK_IN_ONNX_ENV], env=env).stdout
+    listed = run([cli, "backends", "--json"], env=env).stdout
+    assert json.loads(listed)["usable"] == ["onnx"], listed
+
+    folder.mkdir()
+    scan = make_demo_scan(48, 32, seed=3)
+    scan_path = write_scan(folder / "scan.npz", scan)
+    registry = BackendRegistry.discover()
+    trainers = [name for name in registry.names() if registry.get(name).info.capabilities.training
+                and registry.get(name).info.framework in ("tensorflow", "torch")]
+    assert trainers, "no framework backend installed in the test environment"
+    config = Config.from_dict({"model": {"pattern_size": 32, "gridsize": 2, "n_filters_scale": 1},
+                               "training": {"epochs": 1, "batch_size": 8}, "refine": {"iterations": 0}})
+    tolerance = TOLERANCES["reconstruction"].relative
+    for name in trainers:
+        backend = registry.get(name)
+        bundle = workflow.train(scan, config, backend)
+        own = workflow.reconstruct(bundle, scan, backend).object
+        bundle_path = write_bundle(folder / f"{name}.zip", bundle)
+        onnx_path = folder / f"{name}.onnx"
+        run([cli, "--quiet", "export", "--model", bundle_path, "--out", onnx_path], env=env)
+        for model_path in (bundle_path, onnx_path):
+            out = folder / f"{model_path.name}.recon.npz"
+            run([cli, "--quiet", "infer", "--model", model_path, "--data", scan_path, "--out", out,
+                 "--backend", "onnx", "--refine-iterations", "0"], env=env)
+            error = relative_error(read_reconstruction(out).object, own)
+            assert error <= tolerance, f"{model_path.name} by onnx vs {name}: relative error {error:.2e}"
 
 
 # A stand-in for the published PtychoPINN (hoidn/PtychoPINN): its distribution name and

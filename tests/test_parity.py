@@ -30,7 +30,16 @@ from ptychopinn_core.simulation.scan import make_demo_scan
 
 _REGISTRY = BackendRegistry.discover()
 _REAL = sorted(entry.name for entry in _REGISTRY.entries() if entry.ok and entry.name != "numpyfake")
-needs_two = pytest.mark.skipif(len(_REAL) < 2, reason="needs two installed backends")
+#: The backends that train, then those that run trained models only (ONNX): the report's
+#: order, in which the first of a pair is the reference.
+_TRAINERS = [name for name in _REAL if _REGISTRY.get(name).info.capabilities.training]
+_ORDER = _TRAINERS + [name for name in _REAL if name not in _TRAINERS]
+needs_two = pytest.mark.skipif(len(_TRAINERS) < 2, reason="needs two installed backends that train")
+
+
+def _supporting(precision: str) -> list[str]:
+    """The backends of the report that support ``precision`` ("float32"/"float64"), in order."""
+    return [name for name in _ORDER if precision[-2:] in _REGISTRY.get(name).info.capabilities.precisions]
 
 STEPS = 20
 BATCH = 8
@@ -103,7 +112,8 @@ def test_refinement_is_the_same(report, precision):
     """Ten iterations from one flat start, probe refined: every backend against the numpy
     reference and against each other (measured ~3e-7 in float32, ~2e-16 in float64)."""
     checks = [check for check in _checks(report, "refinement") if check.case.endswith(precision)]
-    expected = {f"{name} vs numpy" for name in _REAL} | {f"{b} vs {a}" for a, b in itertools.combinations(_REAL, 2)}
+    names = _supporting(precision)
+    expected = {f"{name} vs numpy" for name in names} | {f"{b} vs {a}" for a, b in itertools.combinations(names, 2)}
     assert {check.compared for check in checks} == expected
     assert {check.quantity for check in checks} == {"object", "probe"}
     _assert_within(checks)
@@ -117,6 +127,8 @@ def test_refinement_is_the_same(report, precision):
 def test_forward_pass_is_the_same(report, gridsize, precision):
     checks = _checks(report, "forward", f"{ParityCase(gridsize, 'pinn').label}, {precision}")
     assert {check.quantity for check in checks} == {"patches", "amplitude"}
+    names = _supporting(precision)  # every pair, the backends that run trained models only included
+    assert {check.compared for check in checks} == {f"{b} vs {a}" for a, b in itertools.combinations(names, 2)}
     assert all(check.tolerance == TOLERANCES[f"forward:{precision[-2:]}"].relative for check in checks)
     _assert_within(checks)
 
@@ -142,7 +154,7 @@ def test_first_training_steps_agree(report, case):
     checks = _checks(report, "training", f"{case.label}, float32")
     _assert_within(checks)
     curves = report.curves[f"{case.label}, float32"]
-    assert set(curves) == set(_REAL)
+    assert set(curves) == set(_TRAINERS)
     assert all(len(curve) == STEPS and np.all(np.isfinite(curve)) for curve in curves.values())
 
 
@@ -150,8 +162,10 @@ def test_first_training_steps_agree(report, case):
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.label)
 def test_a_bundle_reconstructs_the_same_in_every_backend(report, case):
     checks = _checks(report, "reconstruction", case.label)
-    # every trainer's bundle run by every other backend: both directions
-    assert {check.quantity for check in checks} == {f"bundle of {name}" for name in _REAL}
+    # every trainer's bundle run by every other backend (those that only run models too)
+    assert {check.quantity for check in checks} == {f"bundle of {name}" for name in _TRAINERS}
+    assert {check.compared for check in checks} == {
+        f"{runner} vs {trainer}" for trainer in _TRAINERS for runner in _REAL if runner != trainer}
     _assert_within(checks)
 
 
@@ -159,7 +173,7 @@ def test_a_bundle_reconstructs_the_same_in_every_backend(report, case):
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.label)
 def test_quality_after_training_is_the_same(report, case):
     checks = _checks(report, "quality", case.label)
-    assert len(checks) == 2 * (len(_REAL) - 1)  # amplitude and phase SSIM per pair
+    assert len(checks) == 2 * (len(_TRAINERS) - 1)  # amplitude and phase SSIM per pair of trainers
     _assert_within(checks)
 
 
@@ -167,7 +181,7 @@ def test_quality_after_training_is_the_same(report, case):
 def test_float64_training_steps_agree():
     """The optimisers are one definition: in float64 the curves agree far below float32's."""
     scan = make_demo_scan(4 * BATCH, size=64, seed=4)
-    backends = {name: _REGISTRY.get(name) for name in _REAL}
+    backends = {name: _REGISTRY.get(name) for name in _TRAINERS}
     result = run_parity(scan, backends, _config(), steps=4, cases=[ParityCase(1, "pinn")], precisions=("64",),
                         training_precisions=("64",), reconstruction=False)
     checks = _checks(result, "training", f"{ParityCase(1, 'pinn').label}, float64")
@@ -205,7 +219,7 @@ def test_a_backend_that_computes_something_else_fails(fake_backend_ok_site, tmp_
     """The numpy fake backend is a different model (constant patches): parity must say so, rc 1."""
     data = tmp_path / "scan.npz"
     write_scan(data, make_demo_scan(24, size=64, seed=6))
-    reference = _REAL[0] if _REAL else None
+    reference = _TRAINERS[0] if _TRAINERS else None
     if reference is None:
         pytest.skip("needs one real backend besides the fake")
     command = [sys.executable, "-m", "ptychopinn_core.cli.main", "parity", "--data", str(data), "--steps", "1",

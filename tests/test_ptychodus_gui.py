@@ -160,7 +160,8 @@ def our_keys() -> dict[str, tuple[str, str]]:
     keys = {}
     for entry in BackendRegistry.discover().entries():
         if entry.ok:
-            for mode in entry.info.capabilities.modes:
+            capabilities = entry.info.capabilities  # PINN alone for a backend that runs trained models only
+            for mode in capabilities.modes if capabilities.training else {"pinn"}:
                 keys[reconstructor_key(library_name(entry), MODE_NAMES[mode])] = (library_name(entry), mode)
     return keys
 
@@ -194,6 +195,26 @@ def type_into(line_edit: QLineEdit, text: str) -> None:
     line_edit.selectAll()
     QTest.keyClicks(line_edit, text)
     QTest.keyClick(line_edit, "\r")
+
+
+def _load_a_trained_model(window: Window, backend: str, key: str, scan, folder: Path) -> None:
+    """Train one epoch with a backend that trains, export the model to the first installed
+    non-bundle format (ONNX) and load it into ``backend``'s PINN reconstructor."""
+    from ptychopinn_core import workflow
+    from ptychopinn_core.model.formats import BUNDLE_FORMAT_NAME, installed_formats, write_model
+
+    registry = BackendRegistry.discover()
+    trainer = next(name for name in registry.names() if registry.get(name).info.capabilities.training)
+    config = Config.from_dict({"model": {"pattern_size": PATTERN_SIZE, "n_filters_scale": 1},
+                               "training": {"epochs": 1, "batch_size": 16}})
+    bundle = workflow.train(scan, config, registry.get(trainer))
+    export = next(name for name in installed_formats() if name != BUNDLE_FORMAT_NAME)
+    path = write_model(folder / f"model.{export}", bundle)
+    library = library_of(window, library_of_backend(backend))
+    reconstructor = next(item for item in library if item.name == "PINN")
+    assert f"*.{export}" in reconstructor.get_model_file_filter()
+    reconstructor.load_model_from_file(path)
+    assert reconstructor.is_model_loaded() and reconstructor.key == key
 
 
 def library_of_backend(backend: str) -> str:
@@ -367,11 +388,21 @@ def test_train_then_infer_from_the_window(window, backend, tmp_path, monkeypatch
                         lambda *args, **kwargs: directory)  # the Train dialog: this directory
     actions = window.processing._actions_view
 
-    window.run_task(actions.train_button)
-    bundle = read_bundle(directory / "model.zip")
-    assert bundle.manifest["backend"] == backend
-    assert (bundle.config.training.epochs, bundle.config.model.gridsize) == (1, gridsize)
-    assert bundle.config.training.epochs != Config().training.epochs, "the panel's value, not the default"
+    if not BackendRegistry.discover().get(backend).info.capabilities.training:
+        # Train is refused with the message; a model trained elsewhere, exported to ONNX, is
+        # loaded (what Load Model does) and Infer runs it.
+        with pytest.raises(RuntimeError, match="runs trained models only"):
+            window.run_task(actions.train_button)
+        assert not (directory / "model.zip").exists()
+        _load_a_trained_model(window, backend, key, scan, tmp_path)
+        window.select_algorithm(fake_key()[0])  # Ptychodus updates its buttons when the selection changes
+        window.select_algorithm(key)
+    else:
+        window.run_task(actions.train_button)
+        bundle = read_bundle(directory / "model.zip")
+        assert bundle.manifest["backend"] == backend
+        assert (bundle.config.training.epochs, bundle.config.model.gridsize) == (1, gridsize)
+        assert bundle.config.training.epochs != Config().training.epochs, "the panel's value, not the default"
 
     assert actions.reconstruct_button.text() == "Infer"
     window.run_task(actions.reconstruct_button)

@@ -86,11 +86,13 @@ def discovered(fake_backend_ok_site: Path) -> dict[str, list[str]]:
 
 
 def expected_keys(registry: BackendRegistry) -> set[str]:
-    """``'{library}_{reconstructor}'`` of every mode of every usable backend."""
+    """``'{library}_{reconstructor}'`` of every mode of every usable backend (``PINN`` alone
+    for a backend that runs trained models only)."""
     keys = set()
     for entry in registry.entries():
         if entry.ok:
-            for mode in entry.info.capabilities.modes:
+            capabilities = entry.info.capabilities
+            for mode in capabilities.modes if capabilities.training else {"pinn"}:
                 keys.add(reconstructor_key(library_name(entry), MODE_NAMES[mode]))
     return keys
 

@@ -131,12 +131,33 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("ptychodus")
 
 
+def trains(name: str) -> bool:
+    """Whether the installed backend ``name`` trains (the fake does)."""
+    return name == FAKE_BACKEND or BackendRegistry.discover().get(name).info.capabilities.training
+
+
+def trainer_for(name: str) -> str:
+    """The backend whose model ``name`` runs in these tests: itself, or, for a backend that
+    runs trained models only, the first installed real backend that trains (else the fake)."""
+    if trains(name):
+        return name
+    real = [other for other in installed_backend_names() if other != FAKE_BACKEND and trains(other)]
+    return real[0] if real else FAKE_BACKEND
+
+
 @pytest.fixture(scope="module")
 def trained(workdir, scan, env):
-    """Train once per backend with ``ptychodus -b train``; returns a function name -> result."""
+    """Train once per backend with ``ptychodus -b train``; returns a function name -> result.
+
+    For a backend that runs trained models only, the result is its trainer's
+    (:func:`trainer_for`) with the key of its own library: its reconstructor runs that model.
+    """
     results: dict[str, tuple[object, Path, str]] = {}
 
     def train(name: str) -> tuple[object, Path, str]:
+        if not trains(name):
+            result, model_path, _ = train(trainer_for(name))
+            return result, model_path, key_of(name, "PINN", env_paths=env)
         if name not in results:
             key = key_of(name, "PINN", env_paths=env)
             inputs = write_input_directory(
@@ -397,7 +418,17 @@ def test_training_path_without_data_is_a_clear_error(fake_reconstructor, tmp_pat
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_batch_train_writes_a_model_with_the_settings(backend, trained, scan):
+def test_batch_train_writes_a_model_with_the_settings(backend, trained, scan, workdir, env):
+    if not trains(backend):
+        # Its library offers PINN (to run models) and refuses to train, saying what to do.
+        key = key_of(backend, "PINN", env)
+        inputs = write_input_directory(workdir / f"train-{backend}", scan, algorithm=key)
+        out = workdir / f"model-{backend}"
+        result = run(ptychodus_command() + ["-b", "train", "-i", str(inputs), "-o", str(out)], env)
+        assert result.returncode == 1
+        assert f"{key}: backend {backend!r} runs trained models only" in result.stdout + result.stderr
+        assert not (out / "model.zip").exists()
+        return
     result, model_path, key = trained(backend)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert f"{key}: training on {N_POSITIONS} patterns" in result.stdout, "our reconstructor did not run"
@@ -560,7 +591,7 @@ def test_reconstruct_local_in_process(backend, trained, scan, tmp_path, fake_on_
     metrics = evaluate(recon, scan.object, scan.positions_px, window_px=window)
     for part in ("amplitude", "phase"):
         assert all(np.isfinite(metrics[part][name]) for name in ("ssim", "mae", "frc50"))
-    if backend == FAKE_BACKEND:
+    if trainer_for(backend) == FAKE_BACKEND:
         return  # the fake predicts a constant patch: no image quality to claim
     untrained = dataclasses.replace(bundle, weights=initial_weights(parameter_specs(bundle.config.model), 0))
     baseline = evaluate(workflow.reconstruct(untrained, scan, backend_handle).object, scan.object,
@@ -702,8 +733,8 @@ def test_exported_training_data_is_accepted_by_ptychopinn_train(scan, tmp_path, 
 
 def test_supervised_export_carries_the_truth_and_trains(scan, tmp_path, fake_on_path, env):
     registry = BackendRegistry.discover()
-    supervised = [name for name in installed_backend_names()
-                  if "supervised" in registry.get(name).info.capabilities.modes]
+    supervised = [name for name in installed_backend_names() if trains(name)
+                  and "supervised" in registry.get(name).info.capabilities.modes]
     if not supervised:
         pytest.skip("no installed backend supports supervised training")
     backend = supervised[0]

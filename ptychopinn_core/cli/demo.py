@@ -19,7 +19,8 @@ __all__ = ["demo_command"]
 @click.option("--quick", is_flag=True, help="A small run (under a minute) that proves the pipeline.")
 def demo_command(out_dir: Path, quick: bool) -> None:
     """Simulate a scan, train every installed backend, reconstruct an unseen scan,
-    evaluate against the truth and write OUT/report.md with figures.
+    evaluate against the truth and write OUT/report.md with figures. A backend that runs
+    trained models only (ONNX) runs the first trained model.
 
     Nothing is downloaded: the scans come from the built-in simulator.
 

@@ -1,0 +1,169 @@
+"""``OnnxModel``: a trained model run by ONNX Runtime, the core's BackendModel.
+
+The model is the graph of :func:`ptychopinn_onnx.export.build_model_proto` (network,
+overlap constraint, illumination and far field), built in memory from the canonical
+weights and run on ONNX Runtime's CPU provider. It runs trained models only: there is no
+loss or gradient (train with the TensorFlow or PyTorch backend, then run or export the
+bundle here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from ptychopinn_core.backends.contract import ForwardResult
+from ptychopinn_core.config import Config
+from ptychopinn_core.model.inputs import check_model_inputs
+from ptychopinn_core.model.parameters import PARAMETER_DTYPE, parameter_specs, validate_weights
+from ptychopinn_core.model.state import ModelState
+from ptychopinn_onnx.export import OUTPUTS, build_model_proto, effective_probe
+
+__all__ = ["MAX_BATCH_GROUPS", "BATCH_PIXELS", "OnnxModel", "batch_groups", "new_session"]
+
+#: Most groups per session run: bounds the activations' memory (as the torch backend's
+#: PREDICT_BATCH).
+MAX_BATCH_GROUPS = 256
+#: Pattern pixels per session run (256 patterns of 64 x 64): larger patterns or groups run
+#: in fewer groups at a time, so memory stays about that of 256 patterns of 64 x 64 (a
+#: few hundred MB of activations) whatever ``N`` and ``C``.
+BATCH_PIXELS = 256 * 64 * 64
+
+_MESSAGE_NO_TRAINING = (
+    "backend 'onnx' runs trained models only (ONNX Runtime inference): it has no loss or gradients; "
+    "train with `ptychopinn train --backend tensorflow|pytorch`, then run the bundle here"
+)
+
+
+def batch_groups(pattern_size: int, group_size: int) -> int:
+    """Groups per session run: at most :data:`MAX_BATCH_GROUPS` and :data:`BATCH_PIXELS` pixels, at least 1."""
+    return max(1, min(MAX_BATCH_GROUPS, BATCH_PIXELS // (group_size * pattern_size * pattern_size)))
+
+
+def new_session(model: onnx.ModelProto) -> ort.InferenceSession:
+    """An ONNX Runtime session of ``model`` on the CPU provider, every graph optimisation on.
+
+    Threads are left to ONNX Runtime (one per physical core). Warnings are not logged:
+    the unused ``log_intensity_scale`` initializer (kept so that the file holds the whole
+    bundle) would be reported at every build.
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+class OnnxModel:
+    """The ONNX Runtime :class:`~ptychopinn_core.backends.BackendModel` (inference only).
+
+    Parameters
+    ----------
+    config : Config
+        ``config.model`` fixes the graph; ``execution.precision`` must be ``"32"`` and
+        ``execution.device`` ``"cpu"`` (or ``"auto"``).
+    state : ModelState
+        Probe, intensity scale and normalisation.
+    weights : Mapping[str, ndarray]
+        Canonical weights (:func:`~ptychopinn_core.model.parameters.parameter_specs`).
+
+    Attributes
+    ----------
+    config : Config
+    """
+
+    def __init__(self, config: Config, state: ModelState, weights: Mapping[str, np.ndarray]) -> None:
+        execution = config.execution
+        if execution.precision != "32":
+            raise ValueError(
+                "invalid execution.precision: backend 'onnx' runs float32 only, "
+                f"received precision={execution.precision!r}"
+            )
+        if execution.device not in ("cpu", "auto"):
+            raise ValueError(
+                f"invalid execution.device: backend 'onnx' runs on the CPU only, received device={execution.device!r}"
+            )
+        self.config = config
+        self._specs = parameter_specs(config.model)
+        self._weights = self._checked_copy(weights)
+        self._state = state
+        self._session = new_session(build_model_proto(config, state, self._weights))
+
+    def _checked_copy(self, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        checked = validate_weights(weights, self._specs, "OnnxModel weights")
+        return {name: np.array(value, dtype=PARAMETER_DTYPE, copy=True, order="C") for name, value in checked.items()}
+
+    # -- weights and state ------------------------------------------------------------
+
+    @property
+    def state(self) -> ModelState:
+        """The ModelState the model runs with; its probe is the one used (masked when the
+        model masks a trainable probe, as the training backends report it)."""
+        probe = effective_probe(self.config, self._state)
+        if probe is self._state.probe:
+            return self._state
+        return ModelState(probe=probe, intensity_scale=self._state.intensity_scale,
+                          amplitude_normalisation=self._state.amplitude_normalisation,
+                          probe_mask=self._state.probe_mask)
+
+    @state.setter
+    def state(self, state: ModelState) -> None:
+        """A new probe (the graph is rebuilt with it); the scales are fixed at build time."""
+        self._state.check_replacement(state)
+        self._session = new_session(build_model_proto(self.config, state, self._weights))
+        self._state = state
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Canonical weights (HWIO kernels, float32), fresh copies."""
+        return {name: value.copy() for name, value in self._weights.items()}
+
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Load canonical weights and rebuild the graph; ValueError naming the parameter if
+        one does not fit (nothing changes then)."""
+        checked = self._checked_copy(weights)
+        self._session = new_session(build_model_proto(self.config, self._state, checked))
+        self._weights = checked
+
+    # -- prediction ---------------------------------------------------------------------
+
+    def _run(self, diffraction: np.ndarray, offsets_xy: np.ndarray, outputs: tuple[str, ...] = OUTPUTS
+             ) -> list[np.ndarray]:
+        """The graph's ``outputs`` (default all: ``patches_real, patches_imag, amplitude``) of
+        checked inputs, in batches."""
+        model = self.config.model
+        diffraction, offsets_xy = check_model_inputs(diffraction, offsets_xy, model.pattern_size, model.group_size)
+        diffraction = np.ascontiguousarray(diffraction)
+        offsets_xy = np.ascontiguousarray(offsets_xy)
+        step = batch_groups(model.pattern_size, model.group_size)
+        parts = [
+            self._session.run(list(outputs), {"diffraction": diffraction[start:start + step],
+                                              "offsets_xy": offsets_xy[start:start + step]})
+            for start in range(0, diffraction.shape[0], step)
+        ]
+        if not parts:  # an empty chunk
+            return [np.zeros(diffraction.shape, dtype=np.float32) for _ in outputs]
+        return [np.concatenate(outputs) if len(parts) > 1 else outputs[0] for outputs in zip(*parts)]
+
+    def predict(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
+        """Object patches after the overlap constraint, complex64 (B, C, N, N).
+
+        Asks the session for the patches only, so the far field is not computed.
+        """
+        real, imag = self._run(diffraction, offsets_xy, OUTPUTS[:2])
+        patches = np.empty(real.shape, dtype=np.complex64)
+        patches.real, patches.imag = real, imag
+        return patches
+
+    def forward(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> ForwardResult:
+        """Patches (complex64) and predicted amplitude ``|F(O' P)|`` (float32), (B, C, N, N) each."""
+        real, imag, amplitude = self._run(diffraction, offsets_xy)
+        patches = np.empty(real.shape, dtype=np.complex64)
+        patches.real, patches.imag = real, imag
+        return ForwardResult(patches=patches, amplitude=np.array(amplitude, dtype=np.float32, copy=True))
+
+    def loss_and_gradients(self, diffraction: np.ndarray, offsets_xy: np.ndarray,
+                           truth: np.ndarray | None = None) -> tuple[float, dict[str, np.ndarray]]:
+        """Not available: this backend runs trained models only (NotImplementedError)."""
+        raise NotImplementedError(_MESSAGE_NO_TRAINING)
