@@ -7,6 +7,7 @@ backend's whole plan in one process). Run by hand::
     .venv/bin/python bench/measure_backend.py --backend pytorch --measure matmul
     .venv/bin/python bench/measure_backend.py --backend pytorch --measure inference --pattern-size 128 --gridsize 2
     .venv/bin/python bench/measure_backend.py --backend tensorflow --measure training --epochs 2
+    .venv/bin/python bench/measure_backend.py --backend onnx --measure reconstruct --pattern-size 64
     .venv/bin/python bench/measure_backend.py --backend pytorch \
         --plan '[{"measure": "matmul"}, {"measure": "inference", "n_positions": 16}]'
 
@@ -16,18 +17,31 @@ figures):
 
 - ``matmul``: the framework's float32 matmul peak, ``2 n**3`` FLOPs of an ``n x n``
   product, best of several, on the device the model would use (TF32 off, as in the
-  backends);
+  backends; ONNX Runtime: a one-node ``MatMul`` graph on its CPU provider);
 - ``inference``: ``BackendModel.predict`` (network and overlap constraint, no
   stitching) on a simulated scan, repeated after one warm-up call; patterns per second
   counts every pattern of every group (``C`` per group);
+- ``reconstruct``: :func:`ptychopinn_core.workflow.reconstruct` of a bundle on a scan
+  (``Backend.build_model`` from the bundle, prediction in ``inference.chunk_size``
+  chunks AND stitching: what ``ptychopinn reconstruct`` does after reading its files),
+  repeated like ``inference``; patterns per second as there (every scan position seeds
+  one group of ``C`` patterns); ``build_model_s`` is one more timed ``build_model``, to
+  tell the model's construction from the rest;
 - ``training``: ``Backend.train`` for a few epochs; the first epoch (tracing,
   Lightning's start-up) is reported apart, the throughput is that of the later epochs,
   training patterns of an epoch (validation excluded) over its wall time (validation
   included).
 
+``inference`` and ``reconstruct`` simulate their scan and draw the seeded initial
+weights, or, given ``bundle`` and ``scan`` (paths), run that bundle on that scan (so
+several processes and backends run the very same model on the very same data;
+``bench/inference.py`` does this); the bundle's model must then be the one the
+measurement names (``pattern_size``, ``gridsize``, ``n_filters_scale``) and the scan
+must hold ``n_positions`` positions.
+
 Every record holds ``peak_rss_bytes`` (this process's peak so far, framework
-included), ``setup_rss_bytes`` (inference and training: the peak before the measured
-part, i.e. framework, data and model) and ``gpu_peak_bytes`` (peak during the
+included), ``setup_rss_bytes`` (inference, reconstruct and training: the peak before
+the measured part, i.e. framework, data and model) and ``gpu_peak_bytes`` (peak during the
 measurement; ``None`` on the CPU).
 """
 
@@ -37,7 +51,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from benchlib import peak_rss_bytes, timed_training
 
@@ -116,32 +130,79 @@ class _TensorFlowTools:
         return int(self.tf.config.experimental.get_memory_info("GPU:0")["peak"]) if self.on_gpu else None
 
 
+class _OnnxRuntimeTools:
+    """The framework calls a measurement needs, for ONNX Runtime (CPU provider only)."""
+
+    def __init__(self, device: str) -> None:
+        import onnx
+        import onnxruntime
+
+        self.onnx = onnx
+        self.onnxruntime = onnxruntime
+
+    @property
+    def on_gpu(self) -> bool:
+        return False  # the onnx backend runs on ONNX Runtime's CPU provider only
+
+    def matmul_seconds(self, size: int, repeats: int) -> float:
+        import numpy as np
+        from onnx import TensorProto, helper
+
+        tensor = helper.make_tensor_value_info
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+            [tensor("a", TensorProto.FLOAT, [size, size]), tensor("b", TensorProto.FLOAT, [size, size])],
+            [tensor("c", TensorProto.FLOAT, [size, size])],
+        )
+        # Opset 13 and IR version 8: read by every ONNX Runtime the backend accepts.
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+        session = self.onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        generator = np.random.default_rng(0)
+        feeds = {name: generator.standard_normal((size, size), dtype=np.float32) for name in ("a", "b")}
+        best = float("inf")
+        for _ in range(repeats + 1):  # the first call warms up (allocator, thread pool)
+            start = time.perf_counter()
+            session.run(None, feeds)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    def reset_gpu_peak(self) -> None:
+        pass
+
+    def gpu_peak_bytes(self) -> int | None:
+        return None
+
+
 #: Framework (``BackendInfo.framework``) to its measurement tools.
-FRAMEWORK_TOOLS = {"torch": _TorchTools, "tensorflow": _TensorFlowTools}
+FRAMEWORK_TOOLS = {"torch": _TorchTools, "tensorflow": _TensorFlowTools, "onnxruntime": _OnnxRuntimeTools}
 
 
-MEASURES = ("matmul", "inference", "training")
+MEASURES = ("matmul", "inference", "reconstruct", "training")
 
 
 @dataclass(frozen=True)
 class Measurement:
     """One measurement and its sizes (JSON field names of ``--plan``)."""
 
-    measure: str  # "matmul", "inference" or "training"
+    measure: str  # "matmul", "inference", "reconstruct" or "training"
     pattern_size: int = 64  # N
     gridsize: int = 1
     n_filters_scale: int = 2
-    n_positions: int = 128  # positions of the simulated scan (inference: one group each)
+    n_positions: int = 128  # positions of the simulated scan (inference, reconstruct: one group each)
     batch_size: int = 16
     epochs: int = 2  # training; >= 2, the first is set apart
-    seconds: float = 2.0  # inference: keep repeating predict for this long
+    seconds: float = 2.0  # inference, reconstruct: keep repeating the call for this long
     repeats: int = 2  # least number of timed calls (matmul: the best of them)
     matmul_size: int = 2048
     seed: int = 0
+    bundle: str | None = None  # inference, reconstruct: run this bundle (path) ...
+    scan: str | None = None  # ... on this scan (path); both or neither
 
     def __post_init__(self) -> None:
         if self.measure not in MEASURES:
             raise ValueError(f"invalid measure: expected one of {MEASURES}, received measure={self.measure!r}")
+        if (self.bundle is None) != (self.scan is None):
+            raise ValueError(f"give both bundle and scan or neither, received bundle={self.bundle!r}, scan={self.scan!r}")
 
 
 def _config(measurement: Measurement, device: str):
@@ -170,35 +231,86 @@ def measure_matmul(backend, tools, measurement: Measurement, device: str) -> dic
     return {"matmul_seconds": seconds, "gflops": 2 * size**3 / seconds / 1e9}
 
 
-def measure_inference(backend, tools, measurement: Measurement, device: str) -> dict:
+def _bundle_and_scan(backend, measurement: Measurement, device: str):
+    """The bundle and scan of an inference measurement: read from its files, or simulated and seeded."""
+    from ptychopinn_core.data import read_scan
+    from ptychopinn_core.model.bundle import ModelBundle, make_manifest, read_bundle
+    from ptychopinn_core.model.inputs import prepare_model_state
+    from ptychopinn_core.model.parameters import initial_weights, parameter_specs
     from ptychopinn_core.simulation import make_demo_scan
-    from ptychopinn_core.inference_chunks import prepare_inference_inputs
 
-    config = _config(measurement, device)
-    scan = make_demo_scan(measurement.n_positions, measurement.pattern_size, seed=measurement.seed)
-    model, state = _build(backend, config, scan, measurement.seed)
-    channels = config.model.group_size
-    (chunk,) = prepare_inference_inputs(scan, config, state, chunk_size=scan.n_positions * channels)
-    setup_rss = peak_rss_bytes()
-    model.predict(chunk.diffraction, chunk.offsets_xy)  # warm-up: tracing, kernel choice, allocator
+    if measurement.bundle is None:
+        config = _config(measurement, device)
+        scan = make_demo_scan(measurement.n_positions, measurement.pattern_size, seed=measurement.seed)
+        manifest = make_manifest(mode=config.training.mode, backend=backend.name, framework=backend.info.framework,
+                                 framework_version=backend.entry.framework_version or "unknown")
+        return ModelBundle(manifest=manifest, config=config, state=prepare_model_state(scan, config),
+                           weights=initial_weights(parameter_specs(config.model), measurement.seed)), scan
+    bundle, scan = read_bundle(measurement.bundle), read_scan(measurement.scan)
+    model = bundle.config.model
+    found = (model.pattern_size, model.gridsize, model.n_filters_scale, scan.n_positions)
+    expected = (measurement.pattern_size, measurement.gridsize, measurement.n_filters_scale, measurement.n_positions)
+    if found != expected:
+        raise ValueError(f"bundle {measurement.bundle} and scan {measurement.scan}: (pattern_size, gridsize, "
+                         f"n_filters_scale, n_positions) = {found}, the measurement names {expected}")
+    config = bundle.config.with_overrides({"execution.device": device})
+    return replace(bundle, config=config), scan
+
+
+def _timed_calls(function, measurement: Measurement) -> list[float]:
+    """Wall times of ``function()``: one untimed warm-up call, then at least ``repeats`` calls,
+    more while under ``seconds`` (at most 50)."""
+    function()  # warm-up: tracing, kernel choice, allocator
     timings = []
     started = time.perf_counter()
     while len(timings) < measurement.repeats or (
         time.perf_counter() - started < measurement.seconds and len(timings) < 50
     ):
         start = time.perf_counter()
-        model.predict(chunk.diffraction, chunk.offsets_xy)
+        function()
         timings.append(time.perf_counter() - start)
-    patterns = chunk.diffraction.shape[0] * channels
+    return timings
+
+
+def _throughput(timings: list[float], patterns: int) -> dict:
     return {
-        "groups": int(chunk.diffraction.shape[0]),
         "patterns_per_call": patterns,
         "calls": len(timings),
         "seconds_per_call": sum(timings) / len(timings),
         "patterns_per_s": patterns * len(timings) / sum(timings),
         "best_patterns_per_s": patterns / min(timings),
-        "setup_rss_bytes": setup_rss,
     }
+
+
+def measure_inference(backend, tools, measurement: Measurement, device: str) -> dict:
+    from ptychopinn_core.inference_chunks import prepare_inference_inputs
+
+    bundle, scan = _bundle_and_scan(backend, measurement, device)
+    config = bundle.config
+    model = backend.build_model(config, bundle.state, bundle.weights)
+    channels = config.model.group_size
+    (chunk,) = prepare_inference_inputs(scan, config, bundle.state, chunk_size=scan.n_positions * channels)
+    setup_rss = peak_rss_bytes()
+    timings = _timed_calls(lambda: model.predict(chunk.diffraction, chunk.offsets_xy), measurement)
+    groups = int(chunk.diffraction.shape[0])
+    return {"groups": groups, **_throughput(timings, groups * channels), "setup_rss_bytes": setup_rss}
+
+
+def measure_reconstruct(backend, tools, measurement: Measurement, device: str) -> dict:
+    from ptychopinn_core.workflow import reconstruct
+
+    bundle, scan = _bundle_and_scan(backend, measurement, device)
+    setup_rss = peak_rss_bytes()
+    shapes = []
+    timings = _timed_calls(lambda: shapes.append(reconstruct(bundle, scan, backend).object.shape), measurement)
+    start = time.perf_counter()
+    backend.build_model(bundle.config, bundle.state, bundle.weights)
+    build_seconds = time.perf_counter() - start
+    groups = scan.n_positions  # every position seeds one group
+    throughput = _throughput(timings, groups * bundle.config.model.group_size)
+    return {"groups": groups, **throughput, "positions_per_s": groups * len(timings) / sum(timings),
+            "chunk_size": bundle.config.inference.chunk_size, "object_shape": list(shapes[-1]),
+            "build_model_s": build_seconds, "setup_rss_bytes": setup_rss}
 
 
 def measure_training(backend, tools, measurement: Measurement, device: str) -> dict:
@@ -230,7 +342,8 @@ def measure_training(backend, tools, measurement: Measurement, device: str) -> d
 
 #: The fields of a :class:`Measurement` a matmul uses (inference and training: all but matmul_size).
 MATMUL_FIELDS = ("measure", "matmul_size", "repeats")
-MEASURE_FUNCTIONS = {"matmul": measure_matmul, "inference": measure_inference, "training": measure_training}
+MEASURE_FUNCTIONS = {"matmul": measure_matmul, "inference": measure_inference, "reconstruct": measure_reconstruct,
+                     "training": measure_training}
 
 
 def run_plan(backend_name: str, device: str, plan: list[Measurement]) -> dict:
@@ -253,7 +366,8 @@ def run_plan(backend_name: str, device: str, plan: list[Measurement]) -> dict:
         if measurement.measure == "matmul":
             record = {name: fields[name] for name in MATMUL_FIELDS}
         else:
-            record = {name: value for name, value in fields.items() if name != "matmul_size"}
+            record = {name: value for name, value in fields.items()
+                      if name != "matmul_size" and not (name in ("bundle", "scan") and value is None)}
         record.update(MEASURE_FUNCTIONS[measurement.measure](backend, tools, measurement, device))
         record.update({"peak_rss_bytes": peak_rss_bytes(), "gpu_peak_bytes": tools.gpu_peak_bytes()})
         records.append(record)
@@ -272,6 +386,8 @@ def main() -> None:
                  "repeats", "matmul_size", "seed"):
         default = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    parser.add_argument("--bundle", help="inference, reconstruct: run this bundle (with --scan)")
+    parser.add_argument("--scan", help="inference, reconstruct: on this scan (with --bundle)")
     args = parser.parse_args()
     if (args.plan is None) == (args.measure is None):
         parser.error("give either --measure or --plan")

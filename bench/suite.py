@@ -13,7 +13,9 @@ the table) with:
   (``bench/grouping.py``, ``bench/simulate_stitch.py``);
 - ``backends.<name>``: the framework's float32 matmul peak; inference throughput
   (patterns/s after warm-up) for N = 64 and 128, gridsize 1 and 2; training throughput
-  (patterns/s over an epoch after the first); for each, the peak memory of the process,
+  (patterns/s over an epoch after the first; skipped, with ``"training": {"skipped":
+  "inference only"}``, for a backend that cannot train, such as ``onnx``); for each,
+  the peak memory of the process,
   the model's FLOPs per pattern (:mod:`ptychopinn_core.model.flops`), the achieved
   GFLOP/s and its fraction of the matmul peak.
 
@@ -130,8 +132,13 @@ def _case(record: dict[str, Any], flops_per_pattern: float, peak_gflops: float) 
             "fraction_of_matmul_peak": achieved / peak_gflops}
 
 
-def backend_plan(settings: Settings) -> list[dict[str, Any]]:
-    """The measurements of one backend, as ``bench/measure_backend.py --plan`` items."""
+#: ``training`` of a backend that cannot train (``Capabilities.training`` False).
+TRAINING_SKIPPED = {"skipped": "inference only"}
+
+
+def backend_plan(settings: Settings, training: bool = True) -> list[dict[str, Any]]:
+    """The measurements of one backend, as ``bench/measure_backend.py --plan`` items
+    (without training when ``training`` is False)."""
     scale = settings.n_filters_scale
     plan: list[dict[str, Any]] = [
         {"measure": "matmul", "matmul_size": settings.matmul_size, "repeats": settings.matmul_repeats}
@@ -146,7 +153,7 @@ def backend_plan(settings: Settings) -> list[dict[str, Any]]:
         {"measure": "training", "pattern_size": 64, "gridsize": gridsize, "n_filters_scale": scale,
          "n_positions": settings.training_positions, "epochs": settings.training_epochs}
         for gridsize in settings.training_gridsizes
-    ]
+    ] if training else []
     return plan
 
 
@@ -154,11 +161,13 @@ def _run_plan(name: str, device: str, plan: list[dict[str, Any]]) -> dict[str, A
     return run_json("measure_backend.py", "--backend", name, "--device", device, "--plan", json.dumps(plan))
 
 
-def measure_backend(name: str, settings: Settings, device: str, one_process: bool, report) -> dict[str, Any]:
+def measure_backend(name: str, settings: Settings, device: str, one_process: bool, report,
+                    training: bool = True) -> dict[str, Any]:
     """Matmul peak, inference cases and training of one backend.
 
     Each measurement runs in a fresh subprocess, or, with ``one_process`` (``--quick``),
-    all of them in one (their peak memories are then cumulative).
+    all of them in one (their peak memories are then cumulative). Without ``training``
+    (a backend that cannot train), ``"training"`` is :data:`TRAINING_SKIPPED`.
 
     Raises
     ------
@@ -166,7 +175,7 @@ def measure_backend(name: str, settings: Settings, device: str, one_process: boo
         The matmul peak could not be measured (nothing else is then meaningful), or
         ``one_process`` and anything failed.
     """
-    plan = backend_plan(settings)
+    plan = backend_plan(settings, training)
     if one_process:
         report(f"{name}: {len(plan)} measurements in one process")
         outputs = [_run_plan(name, device, plan)]
@@ -187,7 +196,8 @@ def measure_backend(name: str, settings: Settings, device: str, one_process: boo
     peak = matmul["gflops"]
     result: dict[str, Any] = {key: outputs[0][key] for key in ("framework", "framework_version", "device", "devices")}
     result.update({"one_process": one_process, "matmul_peak_gflops": peak, "matmul_size": matmul["matmul_size"],
-                   "matmul_peak_rss_bytes": matmul["peak_rss_bytes"], "inference": {}, "training": {}})
+                   "matmul_peak_rss_bytes": matmul["peak_rss_bytes"], "inference": {},
+                   "training": {} if training else dict(TRAINING_SKIPPED)})
     for record in cases:
         key = f"N{record['pattern_size']}_g{record['gridsize']}"
         if "error" in record:
@@ -200,6 +210,11 @@ def measure_backend(name: str, settings: Settings, device: str, one_process: boo
     return result
 
 
+def _cases(backend: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The measured cases of ``kind`` ({} when the measurement was skipped)."""
+    return {} if "skipped" in backend[kind] else backend[kind]
+
+
 def _failed(results: dict[str, Any]) -> list[str]:
     """Where a measurement failed: ``core``, ``<backend>``, ``<backend>.<kind>.<case>``."""
     failed = ["core"] if "error" in results["core"] else []
@@ -208,7 +223,7 @@ def _failed(results: dict[str, Any]) -> list[str]:
             failed.append(name)
             continue
         failed += [f"{name}.{kind}.{case}" for kind in ("inference", "training")
-                   for case, record in backend[kind].items() if "error" in record]
+                   for case, record in _cases(backend, kind).items() if "error" in record]
     return failed
 
 
@@ -233,6 +248,9 @@ def print_tables(console: Console, results: dict[str, Any]) -> None:
         table.add_row(name, f"matmul {backend['matmul_size']} {backend['device']}", "", "",
                       f"{backend['matmul_peak_gflops']:.1f}", "100", _mib(backend["matmul_peak_rss_bytes"]), "")
         for kind in ("inference", "training"):
+            if "skipped" in backend[kind]:
+                table.add_row(name, kind[:5], f"skipped: {backend[kind]['skipped']}", "", "", "", "", "")
+                continue
             for case, record in backend[kind].items():
                 if "error" in record:
                     table.add_row(name, f"{kind[:5]} {case}", "[red]failed[/]", record["error"][:80], "", "", "", "")
@@ -290,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     except (MeasurementError, subprocess.TimeoutExpired) as error:
         results["core"] = {"error": str(error)}
     for name in names:
+        trains = registry.get(name).info.capabilities.training
         try:
-            results["backends"][name] = measure_backend(name, settings, args.device, args.quick, report)
+            results["backends"][name] = measure_backend(name, settings, args.device, args.quick, report, trains)
         except (MeasurementError, subprocess.TimeoutExpired) as error:
             results["backends"][name] = {"error": str(error)}
     results["wall_s"] = time.perf_counter() - started
