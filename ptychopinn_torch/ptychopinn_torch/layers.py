@@ -12,9 +12,16 @@ Conventions
 - Sampling coordinates are formed in float64, as in the reference, and only the
   fractional weights are rounded to float32: the bilinear weights are then the same
   numbers as numpy's, whatever the size of the coordinates.
-- Translation is the explicit gather of :func:`sample_separable` (floor, fractional
-  weights, four corners, zero outside through in-bounds flags); no
+- Sampling on arbitrary grids is the explicit gather of :func:`sample_separable`
+  (floor, fractional weights, four corners, zero outside through in-bounds flags); no
   ``torch.nn.functional.grid_sample``, whose pixel-centre and edge rules differ.
+- :func:`translate` (every image moved by its own shift, the overlap constraint's
+  ``C^2`` moves per group) is the same rule as two batched matrix products,
+  ``H_y @ I @ H_x^T`` with "hat" matrices ``H[o, s] = max(0, 1 - |s - u_o|)`` of the
+  sample coordinates ``u``: each row holds the reference's two weights ``1 - f`` and
+  ``f`` (formed in float64, rounded once), integer shifts give exact 0/1 rows, and a
+  source pixel outside the image has no column (zero fill). On the CPU that is several
+  times faster than the gathers, forward and backward (docs/benchmarks.md, "PyTorch").
 - Every function works on the device of its inputs; constants (window mask, the
   divisor of the far field) are made on that device.
 """
@@ -146,7 +153,26 @@ def translate(images: torch.Tensor, shifts_xy: torch.Tensor) -> torch.Tensor:
     shifts = shifts.reshape(-1, 2)
     rows = torch.arange(height, dtype=COORDINATE_DTYPE, device=images.device)[None, :] - shifts[:, 1:2]
     cols = torch.arange(width, dtype=COORDINATE_DTYPE, device=images.device)[None, :] - shifts[:, 0:1]
-    return sample_separable(flat, rows, cols).reshape(images.shape)
+    real_dtype = _real_dtype(images.dtype)
+    row_matrix = _hat_matrix(rows, height, real_dtype)  # (M, H, H): output row, source row
+    col_matrix = _hat_matrix(cols, width, real_dtype).transpose(1, 2)  # (M, W, W): source col, output col
+    if flat.is_complex():  # real matrices: move the real and imaginary parts as one real batch
+        parts = torch.view_as_real(flat).movedim(-1, 1)  # (M, 2, H, W)
+        moved = row_matrix[:, None] @ parts @ col_matrix[:, None]
+        return torch.view_as_complex(moved.movedim(1, -1).contiguous()).reshape(images.shape)
+    return (row_matrix @ flat @ col_matrix).reshape(images.shape)
+
+
+def _hat_matrix(coords: torch.Tensor, size: int, real_dtype: torch.dtype) -> torch.Tensor:
+    """Bilinear weights ``H[m, o, s] = max(0, 1 - |s - coords[m, o]|)``, ``(M, n_out, size)``.
+
+    With ``u = coords[m, o]``, ``r0 = floor(u)``, ``f = u - r0``: source ``r0`` gets
+    ``1 - f``, ``r0 + 1`` gets ``f``, every other source 0, and sources outside
+    ``0..size-1`` do not exist (zero fill). Formed in float64 (the coordinates' dtype),
+    rounded once to ``real_dtype``; not differentiated (shifts are data).
+    """
+    source = torch.arange(size, dtype=coords.dtype, device=coords.device)
+    return torch.clamp(1 - (source[None, None, :] - coords[:, :, None]).abs(), min=0).to(real_dtype)
 
 
 def _check_size(size: int) -> int:
