@@ -7,6 +7,7 @@ The scripts import this module as a sibling (``python bench/<script>.py`` puts
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import resource
@@ -143,3 +144,24 @@ def timed_training(backend, model, data, config, *, seconds: float | None = None
 
     backend.train(model, data, config, progress)
     return records
+
+
+def finish(results: dict[str, Any], json_path, print_tables: Callable, failed: list[str], progress, width: int) -> int:
+    """Print the tables, then the JSON (to ``json_path`` atomically, else to stdout); name
+    the failed measurements on ``progress``. Returns the exit status (1 when any failed)."""
+    from rich.console import Console
+
+    from ptychopinn_core.atomic import atomic_write
+
+    console = Console()
+    print_tables(console if console.is_terminal else Console(width=width), results)
+    text = json.dumps(results, indent=2, default=float)
+    if json_path is None:
+        print(text)
+    else:
+        with atomic_write(json_path, "w") as handle:
+            handle.write(text + "\n")
+    if failed:
+        progress.print(f"[red]failed:[/] {', '.join(failed)} (see 'error' in the JSON)")
+    return 1 if failed else 0
+

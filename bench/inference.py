@@ -61,10 +61,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ptychopinn_core.atomic import atomic_write
 from ptychopinn_core.backends import BackendRegistry
 
-from benchlib import machine_info
+from benchlib import finish, machine_info
 from suite import MeasurementError, run_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -557,18 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     results["wall_s"] = time.perf_counter() - started
     report("done")
 
-    console = Console()
-    print_tables(console if console.is_terminal else Console(width=140), results)
-    text = json.dumps(results, indent=2, default=float)
-    if args.json is None:
-        print(text)
-    else:
-        with atomic_write(args.json, "w") as handle:
-            handle.write(text + "\n")
-    failed = _failed(results)
-    if failed:
-        progress.print(f"[red]failed:[/] {', '.join(failed)} (see 'error' in the JSON)")
-    return 1 if failed else 0
+    return finish(results, args.json, print_tables, _failed(results), progress, width=140)
 
 
 if __name__ == "__main__":

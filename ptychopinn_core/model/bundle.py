@@ -57,6 +57,7 @@ __all__ = [
     "inspect_bundle",
     "make_manifest",
     "read_bundle",
+    "require_model_file",
     "write_bundle",
 ]
 
@@ -443,6 +444,21 @@ class _Reader:
             raise self.error(f"invalid NPZ: {error}", member) from None
 
 
+def require_model_file(path: str | os.PathLike[str], kind: str) -> tuple[str, int]:
+    """``(path as a string, its size in bytes)`` when it is a readable, non-empty file; else
+    the BundleError a reader of any model format raises (``kind`` names what it should be)."""
+    file = os.fspath(path)
+    try:
+        size = os.path.getsize(file)
+    except FileNotFoundError:
+        raise BundleError("file not found", file=file) from None
+    except OSError as error:
+        raise BundleError(f"cannot read: {error.strerror or error}", file=file) from None
+    if size == 0:
+        raise BundleError(f"empty file (0 bytes), not {kind}", file=file)
+    return file, size
+
+
 def read_bundle(path: str | os.PathLike[str]) -> ModelBundle:
     """Read and validate a bundle written by :func:`write_bundle` (any backend).
 
@@ -466,15 +482,7 @@ def read_bundle(path: str | os.PathLike[str]) -> ModelBundle:
         ptychopinn); an invalid config (the config error text); weights that do not
         match the config's parameter list; a probe of the wrong shape.
     """
-    file = os.fspath(path)
-    try:
-        size = os.path.getsize(file)
-    except FileNotFoundError:
-        raise BundleError("file not found", file=file) from None
-    except OSError as error:
-        raise BundleError(f"cannot read: {error.strerror or error}", file=file) from None
-    if size == 0:
-        raise BundleError("empty file (0 bytes), not a model bundle", file=file)
+    file, size = require_model_file(path, "a model bundle")
     try:
         archive = zipfile.ZipFile(file, "r")
     except zipfile.BadZipFile:

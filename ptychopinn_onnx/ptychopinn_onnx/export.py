@@ -44,7 +44,7 @@ from onnx import numpy_helper
 
 from ptychopinn_core.atomic import atomic_write
 from ptychopinn_core.config import Config, ConfigError, ModelConfig
-from ptychopinn_core.model.bundle import BundleError, ModelBundle, bundle_digest
+from ptychopinn_core.model.bundle import BundleError, ModelBundle, bundle_digest, require_model_file
 from ptychopinn_core.model.parameters import (
     ParameterSpec,
     describe_architecture,
@@ -334,15 +334,7 @@ def read_model(path: str | os.PathLike[str]) -> ModelBundle:
         or a probe that do not fit the config; a digest that does not match (the file was
         changed after export).
     """
-    file = os.fspath(path)
-    try:
-        size = os.path.getsize(file)
-    except FileNotFoundError:
-        raise BundleError("file not found", file=file) from None
-    except OSError as error:
-        raise BundleError(f"cannot read: {error.strerror or error}", file=file) from None
-    if size == 0:
-        raise BundleError("empty file (0 bytes), not an ONNX model", file=file)
+    file, size = require_model_file(path, "an ONNX model")
     try:
         model = onnx.load(file, load_external_data=False)
     except OSError as error:
