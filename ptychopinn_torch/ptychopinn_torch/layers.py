@@ -149,30 +149,46 @@ def translate(images: torch.Tensor, shifts_xy: torch.Tensor) -> torch.Tensor:
             f"{tuple(images.shape)}, received shifts_xy.shape={tuple(shifts.shape)}"
         )
     height, width = images.shape[-2], images.shape[-1]
-    flat = images.reshape(-1, height, width)
-    shifts = shifts.reshape(-1, 2)
-    rows = torch.arange(height, dtype=COORDINATE_DTYPE, device=images.device)[None, :] - shifts[:, 1:2]
-    cols = torch.arange(width, dtype=COORDINATE_DTYPE, device=images.device)[None, :] - shifts[:, 0:1]
-    real_dtype = _real_dtype(images.dtype)
-    row_matrix = _hat_matrix(rows, height, real_dtype)  # (M, H, H): output row, source row
-    col_matrix = _hat_matrix(cols, width, real_dtype).transpose(1, 2)  # (M, W, W): source col, output col
-    if flat.is_complex():  # real matrices: move the real and imaginary parts as one real batch
-        parts = torch.view_as_real(flat).movedim(-1, 1)  # (M, 2, H, W)
-        moved = row_matrix[:, None] @ parts @ col_matrix[:, None]
-        return torch.view_as_complex(moved.movedim(1, -1).contiguous()).reshape(images.shape)
-    return (row_matrix @ flat @ col_matrix).reshape(images.shape)
+    matrices = _translation_matrices(shifts.reshape(-1, 2), height, width, _real_dtype(images.dtype))
+    return _move(images.reshape(-1, height, width), matrices).reshape(images.shape)
 
 
-def _hat_matrix(coords: torch.Tensor, size: int, real_dtype: torch.dtype) -> torch.Tensor:
-    """Bilinear weights ``H[m, o, s] = max(0, 1 - |s - coords[m, o]|)``, ``(M, n_out, size)``.
+def _translation_matrices(shifts: torch.Tensor, height: int, width: int,
+                          real_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(H_y (M, H, H), H_x^T (M, W, W))`` of shifts ``(M, 2)``: ``H_y @ I @ H_x^T`` moves
+    image ``m`` by ``shifts[m]`` (:func:`translate`)."""
+    rows = _hat_matrix(shifts[:, 1], height, real_dtype)  # (M, H, H): output row, source row
+    cols = _hat_matrix(shifts[:, 0], width, real_dtype).transpose(1, 2)  # (M, W, W): source col, output col
+    return rows, cols
 
-    With ``u = coords[m, o]``, ``r0 = floor(u)``, ``f = u - r0``: source ``r0`` gets
-    ``1 - f``, ``r0 + 1`` gets ``f``, every other source 0, and sources outside
-    ``0..size-1`` do not exist (zero fill). Formed in float64 (the coordinates' dtype),
-    rounded once to ``real_dtype``; not differentiated (shifts are data).
+
+def _move(flat: torch.Tensor, matrices: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``H_y @ I @ H_x^T`` for images ``(M, H, W)``, real or complex (the real and imaginary
+    parts are moved as one real batch: the matrices are real)."""
+    rows, cols = matrices
+    if not flat.is_complex():
+        return rows @ flat @ cols
+    parts = torch.view_as_real(flat).movedim(-1, 1)  # (M, 2, H, W)
+    moved = rows[:, None] @ parts @ cols[:, None]
+    return torch.view_as_complex(moved.movedim(1, -1).contiguous())
+
+
+def _hat_matrix(shift: torch.Tensor, size: int, real_dtype: torch.dtype) -> torch.Tensor:
+    """Bilinear weights of a move by ``shift`` (M,): ``H[m, o, s] = max(0, 1 - |s - (o - shift[m])|)``,
+    ``(M, size, size)``.
+
+    With ``u = o - shift``, ``r0 = floor(u)``, ``f = u - r0``: source ``r0`` gets ``1 - f``,
+    ``r0 + 1`` gets ``f``, every other source 0, and sources outside ``0..size-1`` do not
+    exist (zero fill). Only ``f`` is formed in float64 (the coordinates' dtype) and rounded
+    once to ``real_dtype``; ``s - o + floor(shift)`` is an exact integer there, so the
+    matrix is built in ``real_dtype`` (not differentiated: shifts are data).
     """
-    source = torch.arange(size, dtype=coords.dtype, device=coords.device)
-    return torch.clamp(1 - (source[None, None, :] - coords[:, :, None]).abs(), min=0).to(real_dtype)
+    whole = torch.floor(shift)
+    fraction = (shift - whole).to(real_dtype)  # u's fraction is 1 - this, or 0 when this is 0
+    index = torch.arange(size, device=shift.device)
+    offset = (index[None, :] - index[:, None]).to(real_dtype)  # s - o, exact
+    distance = offset[None] + whole.to(real_dtype)[:, None, None] + fraction[:, None, None]
+    return torch.clamp(1 - distance.abs(), min=0)
 
 
 def _check_size(size: int) -> int:
@@ -311,8 +327,11 @@ def merge_patches(
     _check_group_tensors(patches, offsets_xy)
     real_dtype = _real_dtype(patches.dtype)
     window = _merge_weights(weights, patches)
-    coverage = translate(window.expand(patches.shape), offsets_xy).sum(dim=1)
-    summed = translate(patches * window, offsets_xy).sum(dim=1)
+    batch, channels, size = patches.shape[0], patches.shape[1], patches.shape[-1]
+    shifts = offsets_xy.to(COORDINATE_DTYPE).reshape(-1, 2)
+    matrices = _translation_matrices(shifts, size, size, real_dtype)  # once for the patches and the weights
+    coverage = _move(window.expand(batch * channels, size, size), matrices).reshape(patches.shape).sum(dim=1)
+    summed = _move((patches * window).reshape(-1, size, size), matrices).reshape(patches.shape).sum(dim=1)
     threshold = torch.tensor(MERGE_MASK_THRESHOLD, dtype=real_dtype, device=patches.device)
     quotient = summed / torch.maximum(coverage, threshold)
     return torch.where(coverage > threshold, quotient, torch.zeros_like(quotient))
