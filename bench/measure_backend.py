@@ -5,6 +5,7 @@ memory is its own and one framework never counts against the other (``--quick`` 
 backend's whole plan in one process). Run by hand::
 
     .venv/bin/python bench/measure_backend.py --backend pytorch --measure matmul
+    .venv/bin/python bench/measure_backend.py --backend tensorflow --measure conv --conv-batch 8
     .venv/bin/python bench/measure_backend.py --backend pytorch --measure inference --pattern-size 128 --gridsize 2
     .venv/bin/python bench/measure_backend.py --backend tensorflow --measure training --epochs 2
     .venv/bin/python bench/measure_backend.py --backend onnx --measure reconstruct --pattern-size 64
@@ -16,8 +17,14 @@ device, and ``records``, one per measurement (its :class:`Measurement` fields an
 figures):
 
 - ``matmul``: the framework's float32 matmul peak, ``2 n**3`` FLOPs of an ``n x n``
-  product, best of several, on the device the model would use (TF32 off, as in the
-  backends; ONNX Runtime: a one-node ``MatMul`` graph on its CPU provider);
+  product, best of ``repeats`` after a warm-up, on the device the model would use (TF32
+  off, as in the backends; ONNX Runtime: a one-node ``MatMul`` graph on its CPU provider);
+- ``conv``: the framework's float32 peak on the network's own operation, a 3x3
+  convolution (stride 1, 'same' padding, ``conv_batch`` images of ``conv_size**2``
+  pixels, ``conv_in_channels`` to ``conv_out_channels``; ``2 * 9 * Cin * Cout * H * W * B``
+  FLOPs), timed like ``matmul``, in the layout the backend uses (TensorFlow NHWC,
+  PyTorch channels-last, ONNX Runtime a one-node ``Conv`` graph): the ceiling that
+  matters for a network of 3x3 convolutions, where the matmul peak is a generic one;
 - ``inference``: ``BackendModel.predict`` (network and overlap constraint, no
   stitching) on a simulated scan, repeated after one warm-up call; patterns per second
   counts every pattern of every group (``C`` per group);
@@ -53,9 +60,20 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 
-from benchlib import peak_rss_bytes, timed_training
+from benchlib import best_time_s, peak_rss_bytes, timed_training
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _warm_best_s(function, repeats: int) -> float:
+    """Best wall time of ``repeats`` calls after one untimed call (kernel choice, allocator, thread pool)."""
+    function()
+    return best_time_s(function, max(repeats, 1))
+
+
+def conv_flops(batch: int, size: int, in_channels: int, out_channels: int) -> int:
+    """FLOPs of a 3x3 'same' convolution (a multiply-add is 2), as :mod:`ptychopinn_core.model.flops` counts."""
+    return 2 * 9 * in_channels * out_channels * size * size * batch
 
 
 class _TorchTools:
@@ -77,15 +95,28 @@ class _TorchTools:
         generator = torch.Generator(device="cpu").manual_seed(0)
         a = torch.randn(size, size, generator=generator).to(self.device)
         b = torch.randn(size, size, generator=generator).to(self.device)
-        best = float("inf")
+        return self._best_s(lambda: torch.matmul(a, b), repeats)
+
+    def conv_seconds(self, batch: int, size: int, in_channels: int, out_channels: int, repeats: int) -> float:
+        torch = self.torch
+        torch.backends.cudnn.allow_tf32 = False  # as the backend does
+        generator = torch.Generator(device="cpu").manual_seed(0)
+        layout = {"device": self.device, "memory_format": torch.channels_last}  # the network's layout
+        x = torch.randn(batch, in_channels, size, size, generator=generator).to(**layout)
+        w = torch.randn(out_channels, in_channels, 3, 3, generator=generator).to(**layout)
+        return self._best_s(lambda: torch.nn.functional.conv2d(x, w, padding=1), repeats)
+
+    def _best_s(self, function, repeats: int) -> float:
+        """:func:`_warm_best_s` of ``function`` without autograd, waiting for the GPU."""
+        torch = self.torch
+
+        def call() -> None:
+            function()
+            if self.on_gpu:
+                torch.cuda.synchronize()
+
         with torch.inference_mode():
-            for _ in range(repeats + 1):  # the first call warms up (kernel choice, allocator)
-                start = time.perf_counter()
-                torch.matmul(a, b)
-                if self.on_gpu:
-                    torch.cuda.synchronize()
-                best = min(best, time.perf_counter() - start)
-        return best
+            return _warm_best_s(call, repeats)
 
     def reset_gpu_peak(self) -> None:
         if self.on_gpu:
@@ -115,12 +146,16 @@ class _TensorFlowTools:
         with tf.device(self.device):
             a = tf.random.stateless_normal((size, size), seed=(0, 0))
             b = tf.random.stateless_normal((size, size), seed=(0, 1))
-            best = float("inf")
-            for _ in range(repeats + 1):
-                start = time.perf_counter()
-                tf.reduce_sum(tf.linalg.matmul(a, b)).numpy()  # .numpy() waits for the result
-                best = min(best, time.perf_counter() - start)
-        return best
+            # .numpy() waits for the result; the sum costs ~1/size of the product
+            return _warm_best_s(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)).numpy(), repeats)
+
+    def conv_seconds(self, batch: int, size: int, in_channels: int, out_channels: int, repeats: int) -> float:
+        tf = self.tf
+        tf.config.experimental.enable_tensor_float_32_execution(False)  # as the backend does
+        with tf.device(self.device):
+            x = tf.random.stateless_normal((batch, size, size, in_channels), seed=(0, 0))  # NHWC, as the backend
+            w = tf.random.stateless_normal((3, 3, in_channels, out_channels), seed=(0, 1))
+            return _warm_best_s(lambda: tf.reduce_sum(tf.nn.conv2d(x, w, 1, "SAME")).numpy(), repeats)
 
     def reset_gpu_peak(self) -> None:
         if self.on_gpu:
@@ -144,27 +179,42 @@ class _OnnxRuntimeTools:
     def on_gpu(self) -> bool:
         return False  # the onnx backend runs on ONNX Runtime's CPU provider only
 
+    def _session(self, graph):
+        """A CPU-provider session of a one-node graph."""
+        helper = self.onnx.helper
+        # Opset 13 and IR version 8: read by every ONNX Runtime the backend accepts.
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+        return self.onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
     def matmul_seconds(self, size: int, repeats: int) -> float:
         import numpy as np
         from onnx import TensorProto, helper
 
         tensor = helper.make_tensor_value_info
-        graph = helper.make_graph(
+        session = self._session(helper.make_graph(
             [helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
             [tensor("a", TensorProto.FLOAT, [size, size]), tensor("b", TensorProto.FLOAT, [size, size])],
             [tensor("c", TensorProto.FLOAT, [size, size])],
-        )
-        # Opset 13 and IR version 8: read by every ONNX Runtime the backend accepts.
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-        session = self.onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        ))
         generator = np.random.default_rng(0)
         feeds = {name: generator.standard_normal((size, size), dtype=np.float32) for name in ("a", "b")}
-        best = float("inf")
-        for _ in range(repeats + 1):  # the first call warms up (allocator, thread pool)
-            start = time.perf_counter()
-            session.run(None, feeds)
-            best = min(best, time.perf_counter() - start)
-        return best
+        return _warm_best_s(lambda: session.run(None, feeds), repeats)
+
+    def conv_seconds(self, batch: int, size: int, in_channels: int, out_channels: int, repeats: int) -> float:
+        import numpy as np
+        from onnx import TensorProto, helper, numpy_helper
+
+        generator = np.random.default_rng(0)
+        weights = generator.standard_normal((out_channels, in_channels, 3, 3), dtype=np.float32)
+        tensor = helper.make_tensor_value_info
+        session = self._session(helper.make_graph(  # ONNX Conv is NCHW; the weights a constant, as in the backend
+            [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])],
+            "conv", [tensor("x", TensorProto.FLOAT, [batch, in_channels, size, size])],
+            [tensor("y", TensorProto.FLOAT, [batch, out_channels, size, size])],
+            initializer=[numpy_helper.from_array(weights, "w")],
+        ))
+        feeds = {"x": generator.standard_normal((batch, in_channels, size, size), dtype=np.float32)}
+        return _warm_best_s(lambda: session.run(None, feeds), repeats)
 
     def reset_gpu_peak(self) -> None:
         pass
@@ -177,14 +227,14 @@ class _OnnxRuntimeTools:
 FRAMEWORK_TOOLS = {"torch": _TorchTools, "tensorflow": _TensorFlowTools, "onnxruntime": _OnnxRuntimeTools}
 
 
-MEASURES = ("matmul", "inference", "reconstruct", "training")
+MEASURES = ("matmul", "conv", "inference", "reconstruct", "training")
 
 
 @dataclass(frozen=True)
 class Measurement:
     """One measurement and its sizes (JSON field names of ``--plan``)."""
 
-    measure: str  # "matmul", "inference", "reconstruct" or "training"
+    measure: str  # one of MEASURES
     pattern_size: int = 64  # N
     gridsize: int = 1
     n_filters_scale: int = 2
@@ -192,8 +242,12 @@ class Measurement:
     batch_size: int = 16
     epochs: int = 2  # training; >= 2, the first is set apart
     seconds: float = 2.0  # inference, reconstruct: keep repeating the call for this long
-    repeats: int = 2  # least number of timed calls (matmul: the best of them)
+    repeats: int = 2  # least number of timed calls (matmul, conv: the best of them)
     matmul_size: int = 2048
+    conv_batch: int = 32  # conv: B images ...
+    conv_size: int = 64  # ... of H = W pixels ...
+    conv_in_channels: int = 64  # ... from Cin ...
+    conv_out_channels: int = 64  # ... to Cout channels
     seed: int = 0
     bundle: str | None = None  # inference, reconstruct: run this bundle (path) ...
     scan: str | None = None  # ... on this scan (path); both or neither
@@ -229,6 +283,13 @@ def measure_matmul(backend, tools, measurement: Measurement, device: str) -> dic
     size = measurement.matmul_size
     seconds = tools.matmul_seconds(size, measurement.repeats)
     return {"matmul_seconds": seconds, "gflops": 2 * size**3 / seconds / 1e9}
+
+
+def measure_conv(backend, tools, measurement: Measurement, device: str) -> dict:
+    shape = (measurement.conv_batch, measurement.conv_size, measurement.conv_in_channels,
+             measurement.conv_out_channels)
+    seconds = tools.conv_seconds(*shape, measurement.repeats)
+    return {"conv_seconds": seconds, "conv_flops": conv_flops(*shape), "gflops": conv_flops(*shape) / seconds / 1e9}
 
 
 def _bundle_and_scan(backend, measurement: Measurement, device: str):
@@ -340,10 +401,13 @@ def measure_training(backend, tools, measurement: Measurement, device: str) -> d
     }
 
 
-#: The fields of a :class:`Measurement` a matmul uses (inference and training: all but matmul_size).
-MATMUL_FIELDS = ("measure", "matmul_size", "repeats")
-MEASURE_FUNCTIONS = {"matmul": measure_matmul, "inference": measure_inference, "reconstruct": measure_reconstruct,
-                     "training": measure_training}
+#: The fields of a :class:`Measurement` a peak uses (the model measurements: all but the peaks' own).
+PEAK_FIELDS = {
+    "matmul": ("measure", "matmul_size", "repeats"),
+    "conv": ("measure", "conv_batch", "conv_size", "conv_in_channels", "conv_out_channels", "repeats"),
+}
+MEASURE_FUNCTIONS = {"matmul": measure_matmul, "conv": measure_conv, "inference": measure_inference,
+                     "reconstruct": measure_reconstruct, "training": measure_training}
 
 
 def run_plan(backend_name: str, device: str, plan: list[Measurement]) -> dict:
@@ -363,11 +427,12 @@ def run_plan(backend_name: str, device: str, plan: list[Measurement]) -> dict:
     for measurement in plan:
         tools.reset_gpu_peak()
         fields = asdict(measurement)
-        if measurement.measure == "matmul":
-            record = {name: fields[name] for name in MATMUL_FIELDS}
+        if measurement.measure in PEAK_FIELDS:
+            record = {name: fields[name] for name in PEAK_FIELDS[measurement.measure]}
         else:
+            peak_only = {name for names in PEAK_FIELDS.values() for name in names} - {"measure", "repeats"}
             record = {name: value for name, value in fields.items()
-                      if name != "matmul_size" and not (name in ("bundle", "scan") and value is None)}
+                      if name not in peak_only and not (name in ("bundle", "scan") and value is None)}
         record.update(MEASURE_FUNCTIONS[measurement.measure](backend, tools, measurement, device))
         record.update({"peak_rss_bytes": peak_rss_bytes(), "gpu_peak_bytes": tools.gpu_peak_bytes()})
         records.append(record)
@@ -383,7 +448,7 @@ def main() -> None:
     parser.add_argument("--measure", choices=MEASURES, help="one measurement (instead of --plan)")
     defaults = Measurement("matmul")
     for name in ("pattern_size", "gridsize", "n_filters_scale", "n_positions", "batch_size", "epochs", "seconds",
-                 "repeats", "matmul_size", "seed"):
+                 "repeats", "matmul_size", "conv_batch", "conv_size", "conv_in_channels", "conv_out_channels", "seed"):
         default = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     parser.add_argument("--bundle", help="inference, reconstruct: run this bundle (with --scan)")
