@@ -7,8 +7,9 @@ Run from the repository root::
     .venv/bin/python bench/time_to_quality.py --quick               # a one-minute smoke run
     .venv/bin/python bench/time_to_quality.py --probe disk --probe focused --minutes 30   # the lines table
 
-For each backend, probe (``--probe``: the idealised ``disk`` or the ``focused`` beam of
-ptychopinn_core.simulation.probe) and gridsize: simulate a 'lines' training scan (N = 64,
+For each backend, probe (``--probe``: the idealised ``disk``, the ``focused`` beam or the
+``zoneplate`` focus of ptychopinn_core.simulation.probe, or a probe file of side 64) and
+gridsize: simulate a 'lines' training scan (N = 64,
 1e9 photons, ``--n-train`` positions) and an unseen test scan of another object
 (``--n-test`` positions) with that probe, train from the core's initial weights with ``training.max_seconds`` as the
 budget, and keep a copy of the weights every ``--snapshot-seconds`` of training (a copy
@@ -180,8 +181,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", help="comma-separated backend names (default: every installed one)")
     parser.add_argument("--gridsize", type=int, action="append", help="repeatable (default: 1 and 2)")
-    parser.add_argument("--probe", action="append", choices=("disk", "focused"),
-                        help="probe of the simulated scans, repeatable (default: disk)")
+    parser.add_argument("--probe", action="append",
+                        help="probe of the simulated scans, repeatable: a kind (disk, focused, zoneplate) or a probe "
+                             "file of side 64 (.npy, or .npz with probeGuess/probe) (default: disk)")
     parser.add_argument("--minutes", type=float, default=10.0, help="training wall-time budget per run")
     parser.add_argument("--n-train", type=int, default=2000, help="training positions")
     parser.add_argument("--n-test", type=int, default=500, help="positions of the unseen test scan")
@@ -204,14 +206,19 @@ def main() -> None:
     from ptychopinn_core.atomic import atomic_write
     from ptychopinn_core.backends import BackendRegistry
     from ptychopinn_core.simulation import make_demo_scan
+    from ptychopinn_core.simulation.probe import PROBE_KINDS, load_probe
 
     registry = BackendRegistry.discover()
     names = args.backends.split(",") if args.backends else [e.name for e in registry.entries() if e.ok]
     gridsizes = args.gridsize or [1, 2]
     runs = []
     for probe in args.probe or ["disk"]:
-        train_scan = make_demo_scan(args.n_train, 64, seed=args.seed + 1, probe_kind=probe)
-        test_scan = make_demo_scan(args.n_test, 64, seed=args.seed + 2, probe_kind=probe)
+        if probe in PROBE_KINDS:
+            source = {"probe_kind": probe}
+        else:
+            source = {"probe": load_probe(probe, 64), "meta": {"probe_kind": Path(probe).stem}}
+        train_scan = make_demo_scan(args.n_train, 64, seed=args.seed + 1, **source)
+        test_scan = make_demo_scan(args.n_test, 64, seed=args.seed + 2, **source)
         runs += [_run(registry.get(name), gridsize, train_scan, test_scan, args) for name in names for gridsize in gridsizes]
     report = {"benchmark": "time_to_quality", "machine": machine_info(), "settings": _settings(args), "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)

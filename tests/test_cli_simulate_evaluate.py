@@ -20,6 +20,7 @@ from ptychopinn_core.data import read_scan, write_scan
 from ptychopinn_core.physics.stitching import ObjectFrame, default_crop_size, stitch
 from ptychopinn_core.reconstruction import Reconstruction, write_reconstruction
 from ptychopinn_core.simulation import default_probe, focused_probe
+from ptychopinn_core.simulation.probe import velociprobe_probe
 
 CLI = Path(sys.prefix) / "bin" / "ptychopinn"
 SMALL = ["--n-positions", "120", "--size", "32", "--nphotons", "1e6"]
@@ -129,8 +130,15 @@ def test_simulate_focused_probe_and_a_real_scans_probe(tmp_path, capsys):
     code, _, stderr = run(capsys, "simulate", "--out", again, "--probe", focused, "--n-positions", "30")
     assert code == 0, stderr
     assert read_scan(again).pattern_size == 32 and read_scan(again).meta["probe_file"] == "focused.npz"
+    beamline = tmp_path / "beamline.npz"
+    code, stdout, stderr = run(capsys, "simulate", "--out", beamline, "--size", "32", "--n-positions", "30",
+                               "--probe-kind", "velociprobe")
+    assert code == 0 and "velociprobe probe" in stdout, stderr
+    assert read_scan(beamline).meta["probe_kind"] == "velociprobe"
+    np.testing.assert_array_equal(read_scan(beamline).probe, velociprobe_probe(32))
     for args, message in [
-        (("--defocus", "1"), "only used with --probe-kind focused"),
+        (("--defocus", "1"), "only used with --probe-kind focused or zoneplate"),
+        (("--probe-kind", "velociprobe", "--defocus", "1"), "only used with --probe-kind focused or zoneplate"),
         (("--probe", focused, "--probe-kind", "focused"), "gives the probe"),
     ]:
         code, _, stderr = run(capsys, "simulate", "--out", tmp_path / "x.npz", *args)

@@ -100,6 +100,10 @@ def test_wheels_and_extras_install_only_what_they_name(tmp_path):
     assert "without frameworks" in run([python, "-c", IMPORT_ALL_CORE], env=env).stdout
     cli = env_dir / "bin" / "ptychopinn"
     assert run([cli, "--version"], env=env).stdout.strip().endswith(_core_version())
+    # The wheel carries its package data: the simulator's shipped probe model.
+    simulated = run([cli, "simulate", "--out", tmp_path / "beamline.npz", "--size", "32", "--n-positions", "20",
+                     "--probe-kind", "velociprobe"], env=env).stdout
+    assert "velociprobe probe" in simulated
 
     def resolved(extra: str) -> set[str]:
         return {canonicalize_name(item["metadata"]["name"]) for item in json.loads(reports[extra].read_text())["install"]}

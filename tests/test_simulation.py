@@ -31,6 +31,8 @@ from ptychopinn_core.simulation.probe import (
     focused_probe,
     focused_probe_parameters,
     make_probe,
+    zoneplate_probe,
+    zoneplate_probe_parameters,
 )
 
 
@@ -184,10 +186,48 @@ def test_make_probe_records_its_parameters_and_rejects_bad_ones():
     assert record == {"probe_kind": "disk"}
     with pytest.raises(ValueError, match="expected one of"):
         make_probe("zone", 32)
-    with pytest.raises(ValueError, match="only the focused probe"):
+    with pytest.raises(ValueError, match="only focused and zoneplate probes"):
         make_probe("disk", 32, defocus_waves=1.0)
+    with pytest.raises(ValueError, match=r"invalid focused probe parameters \['central_stop'\]"):
+        make_probe("focused", 32, central_stop=0.3)
     with pytest.raises(ValueError, match="pupil_radius_px"):
         focused_probe(32, pupil_radius_px=17)
+
+
+def test_zoneplate_probe_is_a_ring_with_a_central_stop_and_a_strongly_curved_front():
+    size = 64
+    parameters = zoneplate_probe_parameters(size)
+    assert (parameters["pupil_radius_px"], parameters["central_stop"]) == (24.0, 0.45)
+    assert parameters["footprint_radius_px"] == pytest.approx(12.0)
+    probe = zoneplate_probe(size)
+    assert probe.dtype == np.complex64 and np.abs(probe).max() == pytest.approx(1.0)
+    offsets = np.arange(size) - size // 2
+    frequency = np.hypot(offsets[:, None], offsets[None, :])
+    # Far field: a bright-field ring, dark inside the central stop (0.45 x 24 = 10.8 px).
+    pupil = np.abs(far_field(probe.astype(np.complex128)))
+    assert pupil[frequency <= 7].max() < 0.05 * pupil.max()
+    assert pupil[(frequency >= 14) & (frequency <= 21)].min() > 0.9 * pupil.max()
+    assert pupil[frequency >= 29].max() < 1e-3 * pupil.max()
+    # Real space: the defocused beam is a ring around a dimmer centre, and nearly all of
+    # its energy lies in the window the network predicts (physics §3).
+    intensity = np.abs(probe.astype(np.complex128)) ** 2
+    ring = intensity[(frequency >= 8) & (frequency <= 12)].mean()
+    assert intensity[frequency <= 3].mean() < 0.5 * ring
+    window = np.zeros((size, size))
+    window[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    assert 1 - (intensity * window).sum() / intensity.sum() < 1e-2
+    # Its phase front is curved more strongly than the focused probe's (a larger aperture).
+    assert abs(_radial_phase_curvature(probe, 8)) > 2 * abs(_radial_phase_curvature(focused_probe(size), 8))
+    # No central stop: the focused probe of the same aperture and defocus.
+    np.testing.assert_allclose(
+        zoneplate_probe(size, central_stop=0.0, pupil_radius_px=16, defocus_waves=1.0),
+        focused_probe(size, pupil_radius_px=16, defocus_waves=1.0), atol=1e-6)
+    probe, record = make_probe("zoneplate", 32, central_stop=0.3)
+    np.testing.assert_array_equal(probe, zoneplate_probe(32, central_stop=0.3))
+    assert record["probe_kind"] == "zoneplate" and record["probe_central_stop"] == 0.3
+    for bad in ({"central_stop": 1.0}, {"central_stop": -0.1}, {"pupil_radius_px": 17}, {"defocus_waves": math.inf}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            zoneplate_probe(32, **bad)
 
 
 def test_demo_scan_with_the_focused_probe_records_it_in_meta():
@@ -417,3 +457,35 @@ def test_demo_scan_round_trips_through_the_canonical_npz(tmp_path):
     np.testing.assert_array_equal(loaded.patches, scan.patches)
     np.testing.assert_array_equal(loaded.positions_px, scan.positions_px)
     assert loaded.meta["gridsize"] == 2 and loaded.meta["nphotons"] == 1e6
+
+
+def test_velociprobe_probe_is_the_shipped_beam_resampled_to_any_size():
+    from ptychopinn_core.simulation.probe import VELOCIPROBE_SOURCE, velociprobe_probe
+
+    model = velociprobe_probe(128)  # the shipped 128 x 128 model itself, to rounding
+    assert model.dtype == np.complex64 and np.abs(model).max() == pytest.approx(1.0)
+    for size in (32, 64, 256):
+        probe = velociprobe_probe(size)
+        intensity = np.abs(probe.astype(np.complex128)) ** 2
+        # Band-limit resampling keeps the beam's share of the array: ~97 % of the energy in
+        # the central N/2 x N/2 window at every N, as the 128-pixel model has.
+        window = slice(size // 4, size // 4 + size // 2)
+        assert 0.96 < intensity[window, window].sum() / intensity.sum() < 0.98
+        # The same beam: its far field is the model's spectrum, cropped or padded.
+        spectrum = np.abs(far_field(probe.astype(np.complex128)))
+        reference = np.abs(far_field(model.astype(np.complex128)))
+        keep = min(size, 128)
+        cut = lambda a, n: a[n // 2 - keep // 2: n // 2 + keep // 2, n // 2 - keep // 2: n // 2 + keep // 2]  # noqa: E731
+        a, b = cut(spectrum, size), cut(reference, 128)
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
+    # Not rotationally symmetric, unlike the parametric probes: a real beam.
+    amplitude = np.abs(velociprobe_probe(64))
+    assert np.abs(amplitude - np.rot90(amplitude)).max() > 0.2
+    probe, record = make_probe("velociprobe", 64)
+    np.testing.assert_array_equal(probe, velociprobe_probe(64))
+    assert record == {"probe_kind": "velociprobe", "probe_source": VELOCIPROBE_SOURCE}
+    with pytest.raises(ValueError, match="invalid velociprobe probe parameters"):
+        make_probe("velociprobe", 64, defocus_waves=1.0)
+    scan = make_demo_scan(20, 32, nphotons=1e6, seed=2, probe_kind="velociprobe")
+    np.testing.assert_array_equal(scan.probe, velociprobe_probe(32))
+    assert scan.meta["probe_kind"] == "velociprobe"

@@ -73,12 +73,14 @@ _EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option(
     "--probe-kind", type=click.Choice(PROBE_KINDS), default="disk", show_default=True,
     help="disk: idealised, nearly flat phase; focused: a defocused soft-edged aperture with a "
-    "curved phase front, as at a beamline.",
+    "curved phase front; zoneplate: a defocused zone plate (annular pupil): a ring with a strongly "
+    "curved phase front; velociprobe: the APS Velociprobe Siemens-star scan's probe model, an "
+    "irregular real beam (resampled to --size).",
 )
 @click.option(
     "--defocus", "defocus_waves", type=float, default=None,
-    help="With --probe-kind focused: defocus at the pupil edge in waves [default: a footprint "
-    "of radius 11N/64].",
+    help="With --probe-kind focused or zoneplate: defocus at the pupil edge in waves [default: a "
+    "footprint of radius 11N/64 (focused), 12N/64 (zoneplate)].",
 )
 @click.option(
     "--amplitude-image", type=click.Choice(SAMPLE_IMAGES), default="camera", show_default=True,
@@ -118,6 +120,8 @@ def simulate_command(
       ptychopinn simulate --out small.npz --n-positions 200 --size 32 --nphotons 1e6 --seed 3
       ptychopinn simulate --out img.npz --object image --positions random --gridsize 2
       ptychopinn simulate --out focused.npz --probe-kind focused --defocus 2
+      ptychopinn simulate --out zp.npz --probe-kind zoneplate
+      ptychopinn simulate --out beamline.npz --probe-kind velociprobe
       ptychopinn simulate --out like-star.npz --probe star.npz
     """
     from ptychopinn_core.data import write_scan
@@ -128,8 +132,10 @@ def simulate_command(
     probe = None
     meta: dict[str, object] = {"gridsize": gridsize}
     ctx = click.get_current_context()
-    if defocus_waves is not None and probe_kind != "focused":
-        raise ValueError(f"invalid --defocus: only used with --probe-kind focused, received --probe-kind {probe_kind}")
+    if defocus_waves is not None and probe_kind not in ("focused", "zoneplate"):
+        raise ValueError(
+            f"invalid --defocus: only used with --probe-kind focused or zoneplate, received --probe-kind {probe_kind}"
+        )
     if probe_path is not None:
         if ctx.get_parameter_source("probe_kind") is click.core.ParameterSource.COMMANDLINE:
             raise ValueError(f"invalid --probe-kind {probe_kind}: --probe {probe_path} gives the probe")

@@ -25,7 +25,14 @@ from ptychopinn_core.simulation.positions import (
     raster_positions,
     valid_position_range,
 )
-from ptychopinn_core.simulation.probe import PROBE_KINDS, default_probe, focused_probe, load_probe, make_probe
+from ptychopinn_core.simulation.probe import (
+    PROBE_KINDS,
+    default_probe,
+    focused_probe,
+    load_probe,
+    make_probe,
+    zoneplate_probe,
+)
 from ptychopinn_core.simulation.scan import make_demo_scan, simulate_scan
 
 __all__ = [
@@ -46,4 +53,5 @@ __all__ = [
     "raster_positions",
     "simulate_scan",
     "valid_position_range",
+    "zoneplate_probe",
 ]

@@ -268,11 +268,12 @@ def make_demo_scan(
     probe : ndarray, complex, shape (N, N), optional
         Probe to use instead of one of ``probe_kind`` (``meta["probe_kind"]`` is then
         ``"array"`` unless ``meta`` says otherwise).
-    probe_kind : {"disk", "focused"}
+    probe_kind : {"disk", "focused", "zoneplate", "velociprobe"}
         Probe built when ``probe`` is None
         (:func:`~ptychopinn_core.simulation.probe.make_probe`).
     defocus_waves : float, optional
-        Defocus of the ``focused`` probe (default: a footprint of radius ``11 N / 64``).
+        Defocus of the ``focused`` or ``zoneplate`` probe (default: a footprint of radius
+        ``11 N / 64`` or ``12 N / 64``).
     amplitude_image, phase_image : str
         Sample pictures for ``object_kind="image"``.
     meta : mapping, optional
@@ -284,7 +285,7 @@ def make_demo_scan(
     -------
     ScanData
         As :func:`simulate_scan`, with ``meta`` also holding ``object_kind``,
-        ``probe_kind`` (with the focused probe's ``probe_*`` parameters),
+        ``probe_kind`` (with a focused or zone-plate probe's ``probe_*`` parameters),
         ``positions_kind``, ``step_px``, ``jitter_px`` and the images.
     """
     if object_kind not in OBJECT_KINDS:
