@@ -117,13 +117,18 @@ class TrainingConfig(_Section):
     adam_beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2.")
     # TF (1e-7) and torch (1e-8) differ by default; one explicit value keeps them equal.
     adam_epsilon: float = Field(1e-7, gt=0, description="Adam epsilon, explicit in both backends.")
+    lr_schedule: Literal["plateau", "cosine"] = Field(
+        "plateau",
+        description="plateau: lower the rate when validation stalls; cosine: anneal it to min_learning_rate "
+        "over the budget (epochs, or max_seconds when that ends first).",
+    )
     lr_plateau_factor: float = Field(
         0.5, gt=0, lt=1, description="Learning-rate factor on a validation plateau."
     )
     lr_plateau_patience: int = Field(
         2, ge=1, description="Epochs without validation improvement before the factor applies."
     )
-    min_learning_rate: float = Field(1e-4, gt=0, description="Floor of the plateau schedule.")
+    min_learning_rate: float = Field(1e-4, gt=0, description="Floor of the plateau schedule; end of the cosine one.")
     early_stopping_patience: int | None = Field(
         5, ge=1, description="Epochs without validation improvement; None disables."
     )

@@ -63,6 +63,7 @@ CORE_KEYS = {
     "data.measurement": "the CLI's readers: amplitudes or counts",
     "training.epochs": "training/policy.py",
     "training.batch_size": "training/data.py: the batches",
+    "training.lr_schedule": "training/schedule.py",
     "training.lr_plateau_factor": "training/schedule.py",
     "training.lr_plateau_patience": "training/schedule.py",
     "training.min_learning_rate": "training/schedule.py",

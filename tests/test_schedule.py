@@ -71,3 +71,22 @@ def test_loss_floor_is_the_loss_of_a_perfect_prediction():
     everything = no_split.gather(no_split.train_groups)[0].astype(float)
     assert loss_floor(no_split, config.training) == pytest.approx(
         pinn_loss(everything, everything, no_split.intensity_scale, 1.0, 0.5), rel=1e-12)
+
+
+def test_cosine_anneals_over_the_budget_whatever_the_loss():
+    from ptychopinn_core.training.schedule import CosineSchedule, make_schedule
+
+    config = Config().with_overrides({"training.lr_schedule": "cosine", "training.learning_rate": 2e-3,
+                                      "training.min_learning_rate": 2e-5})
+    schedule = make_schedule(config.training)
+    assert isinstance(schedule, CosineSchedule) and schedule.learning_rate == 2e-3
+    rates = [schedule.step(loss, used) for loss, used in [(5.0, 0.25), (1.0, 0.5), (9.0, 0.75), (1.0, 1.0)]]
+    # rate = min + (initial - min) (1 + cos(pi used)) / 2
+    expected = [2e-5 + (2e-3 - 2e-5) * (1 + math.cos(math.pi * used)) / 2 for used in (0.25, 0.5, 0.75, 1.0)]
+    assert rates == pytest.approx(expected, rel=1e-12)
+    assert rates[-1] == pytest.approx(2e-5) and rates[1] == pytest.approx((2e-3 + 2e-5) / 2)
+    assert schedule.step(1.0, 3.0) == pytest.approx(2e-5), "past the budget the rate stays at its end"
+    restored = CosineSchedule.from_config(config.training)
+    restored.load_state_dict(schedule.state_dict())
+    assert restored.learning_rate == schedule.learning_rate
+    assert isinstance(make_schedule(Config().training), PlateauSchedule), "plateau stays the default"

@@ -196,3 +196,30 @@ def test_checkpoint_to_resume(tmp_path) -> None:
         checkpoint_to_resume(resuming, "last.npz")
     (tmp_path / "last.npz").write_bytes(b"")
     assert checkpoint_to_resume(resuming, "last.npz") == tmp_path / "last.npz"
+
+
+def test_cosine_schedule_follows_the_epoch_budget_and_resumes_exactly(data) -> None:
+    """The cosine rate of epoch e is the cosine at e / epochs, whatever the losses; a
+    resumed run continues on the same curve."""
+    config = _config(**{"training.epochs": 5, "training.lr_schedule": "cosine",
+                        "training.early_stopping_patience": None})
+    whole = EpochPolicy(data, config.training)
+    _run(whole, data, lambda epoch, step: 1.0, lambda epoch: 1.0 + epoch)  # worsening: no plateau rule applies
+    rates = [record.learning_rate for record in whole.history.epochs]
+    expected = [1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi * epoch / 5)) / 2 for epoch in range(5)]
+    assert rates == pytest.approx(expected, rel=1e-12)
+    first = EpochPolicy(data, config.training)
+    _run(first, data, lambda epoch, step: 1.0, lambda epoch: 1.0 + epoch, epochs=range(2))
+    second = EpochPolicy(data, config.training)
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    _run(second, data, lambda epoch, step: 1.0, lambda epoch: 1.0 + epoch)
+    assert [record.learning_rate for record in second.history.epochs] == rates
+
+
+def test_cosine_schedule_reads_max_seconds_when_time_runs_out_first(data) -> None:
+    config = _config(**{"training.epochs": 1000, "training.lr_schedule": "cosine", "training.max_seconds": 1e-9,
+                        "training.early_stopping_patience": None})
+    policy = EpochPolicy(data, config.training)
+    assert _run(policy, data, lambda epoch, step: 1.0, lambda epoch: 1.0) == [0]
+    assert policy.budget_used() == 1.0
+    assert policy.learning_rate == pytest.approx(1e-5), "the whole time budget is spent: the rate is at its end"

@@ -175,7 +175,8 @@ NOT_SETTINGS: Mapping[str, str] = {
 #: one of SETTINGS, NOT_SETTINGS and this list; a test keeps it so as fields are added).
 OVERRIDES_FIELDS: tuple[str, ...] = (
     "data.n_groups", "data.measurement",
-    "training.adam_beta1", "training.adam_beta2", "training.adam_epsilon", "training.lr_plateau_factor",
+    "training.adam_beta1", "training.adam_beta2", "training.adam_epsilon", "training.lr_schedule",
+    "training.lr_plateau_factor",
     "training.lr_plateau_patience", "training.min_learning_rate", "training.early_stopping_patience",
     "training.max_seconds",
     "inference.stitch_crop",

@@ -17,14 +17,13 @@ Keras keeps its callbacks out of its per-backend trainers::
     return policy.history
 
 It owns the epoch's bookkeeping (the batch-size-weighted training loss, the epoch
-record, the progress events and the metrics loggers), the learning-rate plateau
+record, the progress events and the metrics loggers), the learning-rate
 schedule, early stopping, ``training.max_seconds``, and the state a checkpoint must hold
 to continue a run exactly (:meth:`state_dict`, plain JSON values).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
@@ -33,7 +32,7 @@ from ptychopinn_core.progress import ProgressCallback, ProgressEvent
 from ptychopinn_core.config import TrainingConfig
 from ptychopinn_core.model.state import EpochRecord, History
 from ptychopinn_core.training.data import TrainingData
-from ptychopinn_core.training.schedule import EarlyStopping, PlateauSchedule, loss_floor
+from ptychopinn_core.training.schedule import EarlyStopping, loss_floor, make_schedule
 
 __all__ = ["EpochPolicy", "MetricsLogger"]
 
@@ -55,7 +54,7 @@ class EpochPolicy:
         Gives the number of steps per epoch, whether there is a validation split and
         the loss floor (:func:`~ptychopinn_core.training.schedule.loss_floor`).
     training : TrainingConfig
-        ``epochs``, ``learning_rate`` and the plateau settings, ``early_stopping_patience``,
+        ``epochs``, ``learning_rate`` and the schedule settings, ``early_stopping_patience``,
         ``max_seconds``.
     progress : callable, optional
         Receives a :class:`~ptychopinn_core.backends.ProgressEvent` after every batch and
@@ -76,7 +75,7 @@ class EpochPolicy:
         self.steps_per_epoch = data.steps_per_epoch
         self.has_validation = data.n_validation > 0
         self.max_seconds = training.max_seconds
-        self.schedule = PlateauSchedule.from_config(training, floor=floor)
+        self.schedule = make_schedule(training, floor=floor)
         self.early_stopping = EarlyStopping(patience=training.early_stopping_patience, floor=floor)
         self.records: list[EpochRecord] = []
         #: Early stopping fired or the loss diverged: the run is over, also after a resume.
@@ -150,11 +149,18 @@ class EpochPolicy:
         monitored = val_loss if val_loss is not None else train_loss
         if self.early_stopping.should_stop(record.epoch, monitored):
             self.stopped = True
-        self._learning_rate = self.schedule.step(monitored)
+        self._learning_rate = self.schedule.step(monitored, self.budget_used())
         return self.stopped or self.next_epoch >= self.n_epochs or self.out_of_time()
 
     def out_of_time(self) -> bool:
         return self.max_seconds is not None and time.perf_counter() - self._run_started >= self.max_seconds
+
+    def budget_used(self) -> float:
+        """Share of the budget spent: epochs done / ``epochs``, or of ``max_seconds`` if larger."""
+        used = self.next_epoch / self.n_epochs
+        if self.max_seconds is not None:
+            used = max(used, (time.perf_counter() - self._run_started) / self.max_seconds)
+        return min(used, 1.0)
 
     # -- checkpoints ---------------------------------------------------------------------
 
@@ -162,12 +168,8 @@ class EpochPolicy:
         """What continues this run exactly: plain JSON values (no pickling on resume)."""
         return {
             "history": [record.to_json() for record in self.records],
-            "schedule": {"learning_rate": self.schedule.learning_rate, "best": _json_float(self.schedule.best),
-                         "wait": self.schedule.wait},
-            "early_stopping": {"best": _json_float(self.early_stopping.best),
-                               "best_epoch": self.early_stopping.best_epoch,
-                               "wait": self.early_stopping.wait,
-                               "history": [_json_float(loss) for loss in self.early_stopping.history]},
+            "schedule": self.schedule.state_dict(),
+            "early_stopping": self.early_stopping.state_dict(),
             "stopped": self.stopped,
         }
 
@@ -175,14 +177,8 @@ class EpochPolicy:
         """Continue from :meth:`state_dict`'s values; ``source`` names the file in errors."""
         try:
             records = [EpochRecord.from_json(record) for record in state["history"]]
-            schedule, stopping = state["schedule"], state["early_stopping"]
-            self.schedule.learning_rate = float(schedule["learning_rate"])
-            self.schedule.best = float(schedule["best"])
-            self.schedule.wait = int(schedule["wait"])
-            self.early_stopping.best = float(stopping["best"])
-            self.early_stopping.best_epoch = int(stopping["best_epoch"])
-            self.early_stopping.wait = int(stopping["wait"])
-            self.early_stopping.history = [float(loss) for loss in stopping["history"]]
+            self.schedule.load_state_dict(state["schedule"])
+            self.early_stopping.load_state_dict(state["early_stopping"])
             self.stopped = bool(state["stopped"])
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{source}: invalid training state: {error!r}") from None
@@ -200,7 +196,3 @@ class EpochPolicy:
         self._learning_rate = self.schedule.learning_rate
         self._epoch_started = time.perf_counter()
 
-
-def _json_float(value: float) -> float | str:
-    """JSON has no infinities: ``inf`` (no best loss yet) is kept as the text ``"inf"``."""
-    return value if math.isfinite(value) else repr(value)

@@ -1,4 +1,4 @@
-"""Learning-rate plateau schedule and early stopping, decided once for every backend.
+"""Learning-rate schedules and early stopping, decided once for every backend.
 
 Frameworks ship their own versions (Keras ``ReduceLROnPlateau``, torch
 ``ReduceLROnPlateau``) with different thresholds and cooldown rules; with the logic
@@ -16,7 +16,9 @@ learning rate down to its minimum and stopped training early (docs/benchmarks.md
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,7 +26,15 @@ from ptychopinn_core.config import TrainingConfig
 from ptychopinn_core.physics.losses import pinn_loss
 from ptychopinn_core.training.data import TrainingData
 
-__all__ = ["PlateauSchedule", "EarlyStopping", "RELATIVE_IMPROVEMENT", "loss_floor"]
+__all__ = [
+    "CosineSchedule",
+    "EarlyStopping",
+    "PlateauSchedule",
+    "RELATIVE_IMPROVEMENT",
+    "Schedule",
+    "loss_floor",
+    "make_schedule",
+]
 
 #: A loss counts as improved when it is below ``best - (best - floor) * RELATIVE_IMPROVEMENT``.
 RELATIVE_IMPROVEMENT = 1e-4
@@ -65,6 +75,29 @@ def loss_floor(data: TrainingData, training: TrainingConfig) -> float:
     return total / groups.size
 
 
+class Schedule(Protocol):
+    """What the epoch policy asks of a learning-rate schedule (``training.lr_schedule``).
+
+    :meth:`step` is called once per epoch with the monitored loss and the share of the
+    training budget used so far (0 to 1); it returns the next epoch's learning rate.
+    """
+
+    learning_rate: float
+
+    def step(self, loss: float, budget_used: float = 0.0) -> float: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+def make_schedule(training: TrainingConfig, floor: float = 0.0) -> Schedule:
+    """The schedule ``training.lr_schedule`` names; ``floor`` as in :class:`PlateauSchedule`."""
+    if training.lr_schedule == "cosine":
+        return CosineSchedule.from_config(training)
+    return PlateauSchedule.from_config(training, floor=floor)
+
+
 @dataclass
 class PlateauSchedule:
     """Multiply the learning rate by ``factor`` after ``patience`` epochs without improvement.
@@ -93,7 +126,7 @@ class PlateauSchedule:
             floor=floor,
         )
 
-    def step(self, loss: float) -> float:
+    def step(self, loss: float, budget_used: float = 0.0) -> float:
         if _improved(loss, self.best, self.floor):
             self.best, self.wait = loss, 0
         else:
@@ -102,6 +135,51 @@ class PlateauSchedule:
                 self.learning_rate = max(self.learning_rate * self.factor, self.min_learning_rate)
                 self.wait = 0
         return self.learning_rate
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"learning_rate": self.learning_rate, "best": _json_float(self.best), "wait": self.wait}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.learning_rate = float(state["learning_rate"])
+        self.best = float(state["best"])
+        self.wait = int(state["wait"])
+
+
+@dataclass
+class CosineSchedule:
+    """Anneal from ``initial`` to ``minimum`` on a half cosine over the training budget.
+
+    A plateau schedule lowers the rate only after the validation loss has stalled, and
+    every lowering showed at once as a step down of the loss (docs/benchmarks.md, issue 18):
+    under a fixed budget the rate was too high for most of the run. The cosine lowers it
+    smoothly by the share of the budget used, ``budget_used`` (epochs done / ``epochs``,
+    or seconds / ``max_seconds`` when that runs out first), and ignores the loss::
+
+        rate = minimum + (initial - minimum) * (1 + cos(pi * budget_used)) / 2
+    """
+
+    initial: float
+    minimum: float
+    learning_rate: float = math.nan
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.learning_rate):
+            self.learning_rate = self.initial
+
+    @classmethod
+    def from_config(cls, training: TrainingConfig) -> CosineSchedule:
+        return cls(initial=training.learning_rate, minimum=min(training.min_learning_rate, training.learning_rate))
+
+    def step(self, loss: float, budget_used: float = 0.0) -> float:
+        used = min(max(float(budget_used), 0.0), 1.0)
+        self.learning_rate = self.minimum + (self.initial - self.minimum) * 0.5 * (1.0 + math.cos(math.pi * used))
+        return self.learning_rate
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"learning_rate": self.learning_rate}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.learning_rate = float(state["learning_rate"])
 
 
 @dataclass
@@ -128,3 +206,18 @@ class EarlyStopping:
             return False
         self.wait += 1
         return self.patience is not None and self.wait >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": _json_float(self.best), "best_epoch": self.best_epoch, "wait": self.wait,
+                "history": [_json_float(loss) for loss in self.history]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best = float(state["best"])
+        self.best_epoch = int(state["best_epoch"])
+        self.wait = int(state["wait"])
+        self.history = [float(loss) for loss in state["history"]]
+
+
+def _json_float(value: float) -> float | str:
+    """JSON has no infinities: ``inf`` (no best loss yet) is kept as the text ``"inf"``."""
+    return value if math.isfinite(value) else repr(value)

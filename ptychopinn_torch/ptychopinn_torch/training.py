@@ -253,6 +253,8 @@ class PinnSystem(L.LightningModule):
             self.trainer.should_stop = True
             return
         learning_rate = self.policy.begin_epoch(self.current_epoch)
+        # A schedule on the time budget (cosine with max_seconds) reads the clock: rank 0's rate for all.
+        learning_rate = float(self.trainer.strategy.broadcast(learning_rate, src=0))
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate
