@@ -134,13 +134,20 @@ def focused_probe_parameters(
     A hard-edged pupil leaves 3-7 % outside, hence the soft edge.
     """
     size = _check_size(size)
-    radius = size / 4.0 if pupil_radius_px is None else float(pupil_radius_px)
+    return _pupil_parameters(size, size / 4.0, 11.0 * size / 64.0, defocus_waves, pupil_radius_px)
+
+
+def _pupil_parameters(
+    size: int, radius: float, footprint: float, defocus_waves: float | None, pupil_radius_px: float | None
+) -> dict[str, float]:
+    """A defocused pupil's parameters: ``radius`` and the defocus giving ``footprint`` unless given."""
+    if pupil_radius_px is not None:
+        radius = float(pupil_radius_px)
     if not (0 < radius <= size / 2):
         raise ValueError(
             f"invalid pupil_radius_px: expected 0 < pupil_radius_px <= N/2 = {size / 2:g}, "
             f"received pupil_radius_px={pupil_radius_px}"
         )
-    footprint = 11.0 * size / 64.0
     defocus = footprint * radius / (2.0 * size) if defocus_waves is None else float(defocus_waves)
     if not np.isfinite(defocus):
         raise ValueError(f"invalid defocus_waves: expected a finite number, received {defocus_waves}")
@@ -218,26 +225,11 @@ def zoneplate_probe_parameters(
     ``N/2 x N/2`` window where the network predicts the object.
     """
     size = _check_size(size)
-    radius = 3.0 * size / 8.0 if pupil_radius_px is None else float(pupil_radius_px)
-    if not (0 < radius <= size / 2):
-        raise ValueError(
-            f"invalid pupil_radius_px: expected 0 < pupil_radius_px <= N/2 = {size / 2:g}, "
-            f"received pupil_radius_px={pupil_radius_px}"
-        )
+    parameters = _pupil_parameters(size, 3.0 * size / 8.0, 12.0 * size / 64.0, defocus_waves, pupil_radius_px)
     stop = 0.45 if central_stop is None else float(central_stop)
     if not (0 <= stop < 1):
         raise ValueError(f"invalid central_stop: expected 0 <= central_stop < 1, received central_stop={central_stop}")
-    footprint = 12.0 * size / 64.0
-    defocus = footprint * radius / (2.0 * size) if defocus_waves is None else float(defocus_waves)
-    if not np.isfinite(defocus):
-        raise ValueError(f"invalid defocus_waves: expected a finite number, received {defocus_waves}")
-    return {
-        "defocus_waves": defocus,
-        "pupil_radius_px": radius,
-        "central_stop": stop,
-        "pupil_softness_px": 1.5 * size / 64.0,
-        "footprint_radius_px": 2.0 * size * abs(defocus) / radius,
-    }
+    return {**parameters, "central_stop": stop}
 
 
 def zoneplate_probe(
