@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/time_to_quality.py                       # every backend, gridsize 1 and 2, 10 min each
     .venv/bin/python bench/time_to_quality.py --backends pytorch --gridsize 1 --minutes 3 --out ttq
     .venv/bin/python bench/time_to_quality.py --quick               # a one-minute smoke run
-    .venv/bin/python bench/time_to_quality.py --probe disk --probe focused --minutes 30   # the lines table
+    .venv/bin/python bench/time_to_quality.py --probe disk --probe velociprobe --minutes 30   # the lines table
 
 For each backend, probe (``--probe``: the idealised ``disk``, the ``focused`` beam or the
 ``zoneplate`` focus of ptychopinn_core.simulation.probe, or a probe file of side 64) and
@@ -183,7 +183,8 @@ def main() -> None:
     parser.add_argument("--gridsize", type=int, action="append", help="repeatable (default: 1 and 2)")
     parser.add_argument("--probe", action="append",
                         help="probe of the simulated scans, repeatable: a kind (disk, focused, zoneplate) or a probe "
-                             "file of side 64 (.npy, or .npz with probeGuess/probe) (default: disk)")
+                             "file of side 64 (.npy, or .npz with probeGuess/probe) (default: velociprobe, "
+                             "the realistic beam, docs/benchmarks.md 'Network quality' §10)")
     parser.add_argument("--minutes", type=float, default=10.0, help="training wall-time budget per run")
     parser.add_argument("--n-train", type=int, default=2000, help="training positions")
     parser.add_argument("--n-test", type=int, default=500, help="positions of the unseen test scan")
@@ -212,7 +213,7 @@ def main() -> None:
     names = args.backends.split(",") if args.backends else [e.name for e in registry.entries() if e.ok]
     gridsizes = args.gridsize or [1, 2]
     runs = []
-    for probe in args.probe or ["disk"]:
+    for probe in args.probe or ["velociprobe"]:
         if probe in PROBE_KINDS:
             source = {"probe_kind": probe}
         else:

@@ -49,6 +49,9 @@ class DemoSettings:
     pattern_size: int = 64
     nphotons: float = 1e9
     seed: int = 0
+    #: A beamline's probe: the network learns more per pattern from it than from an
+    #: idealised one (docs/benchmarks.md, "Network quality" §10).
+    probe_kind: str = "velociprobe"
 
     def config(self) -> Config:
         return Config().with_overrides(
@@ -220,6 +223,7 @@ def _simulate(settings: DemoSettings, n_positions: int, seed: int, role: str) ->
         size=settings.pattern_size,
         nphotons=settings.nphotons,
         seed=seed,
+        probe_kind=settings.probe_kind,
         meta={"demo_role": role},
     )
 
