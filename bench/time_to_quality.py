@@ -7,9 +7,8 @@ Run from the repository root::
     .venv/bin/python bench/time_to_quality.py --quick               # a one-minute smoke run
     .venv/bin/python bench/time_to_quality.py --probe disk --probe velociprobe --minutes 30   # the lines table
 
-For each backend, probe (``--probe``: the idealised ``disk``, the ``focused`` beam or the
-``zoneplate`` focus of ptychopinn_core.simulation.probe, or a probe file of side 64) and
-gridsize: simulate a 'lines' training scan (N = 64,
+For each backend, probe (``--probe``: a kind of ptychopinn_core.simulation.probe, by
+default the ``velociprobe`` beam, or a probe file of side 64) and gridsize: simulate a 'lines' training scan (N = 64,
 1e9 photons, ``--n-train`` positions) and an unseen test scan of another object
 (``--n-test`` positions) with that probe, train from the core's initial weights with ``training.max_seconds`` as the
 budget, and keep a copy of the weights every ``--snapshot-seconds`` of training (a copy
@@ -132,7 +131,7 @@ def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, objec
     return {
         "backend": backend.name,
         "framework_version": backend.entry.framework_version,
-        "probe": train_scan.meta["probe_kind"],
+        "probe": train_scan.meta.get("probe_file", train_scan.meta["probe_kind"]),
         "gridsize": gridsize,
         "start_single_minutes": phases[0][1] if len(phases) > 1 else 0.0,
         "config": config.to_dict(),
@@ -182,7 +181,7 @@ def main() -> None:
     parser.add_argument("--backends", help="comma-separated backend names (default: every installed one)")
     parser.add_argument("--gridsize", type=int, action="append", help="repeatable (default: 1 and 2)")
     parser.add_argument("--probe", action="append",
-                        help="probe of the simulated scans, repeatable: a kind (disk, focused, zoneplate) or a probe "
+                        help="probe of the simulated scans, repeatable: a kind (disk, focused, zoneplate, velociprobe) or a probe "
                              "file of side 64 (.npy, or .npz with probeGuess/probe) (default: velociprobe, "
                              "the realistic beam, docs/benchmarks.md 'Network quality' §10)")
     parser.add_argument("--minutes", type=float, default=10.0, help="training wall-time budget per run")
@@ -217,7 +216,8 @@ def main() -> None:
         if probe in PROBE_KINDS:
             source = {"probe_kind": probe}
         else:
-            source = {"probe": load_probe(probe, 64), "meta": {"probe_kind": Path(probe).stem}}
+            # The simulate command's record of a probe file.
+            source = {"probe": load_probe(probe, 64), "meta": {"probe_kind": "file", "probe_file": Path(probe).name}}
         train_scan = make_demo_scan(args.n_train, 64, seed=args.seed + 1, **source)
         test_scan = make_demo_scan(args.n_test, 64, seed=args.seed + 2, **source)
         runs += [_run(registry.get(name), gridsize, train_scan, test_scan, args) for name in names for gridsize in gridsizes]
