@@ -177,6 +177,42 @@ def test_forward_amplitude_is_the_physics_of_its_patches(framework) -> None:
     assert bitwise_equal(predicted, result.patches) or relative_error(predicted, result.patches) <= 1e-6
 
 
+def test_prediction_in_slices_is_the_prediction_in_one_call(framework, monkeypatch) -> None:
+    """``predict`` runs a chunk in slices (PyTorch on a CPU: ``inference_groups`` groups, the
+    cache rule of ptychopinn_core.model.batching; TensorFlow: ``PREDICT_BATCH``, its graph
+    being fastest in large batches). Slices of 3 cut the 16 groups into 6, the last one short, and every
+    group's patches are those of the one-call forward pass."""
+    from ptychopinn_core.model import batching
+
+    model, data, ids = setup(framework, make_config())
+    diffraction, offsets = data.gather(ids)
+    whole = model.forward(diffraction, offsets).patches
+    inference = importlib.import_module(f"{framework.model.__package__}.inference")
+    sizes = []
+    if not hasattr(inference, "inference_groups"):  # TensorFlow: count the compiled function's calls
+        monkeypatch.setattr(inference, "PREDICT_BATCH", 3)
+        compiled = inference._prediction_function
+        monkeypatch.setattr(inference, "_prediction_function", lambda model: _counting(compiled(model), sizes))
+    else:  # PyTorch: count the module's calls
+        per_group = batching.widest_activation(model.config.model) * 4
+        monkeypatch.setattr(batching, "ACTIVATION_BUDGET_BYTES", 3 * per_group)
+        assert batching.inference_groups(model.config.model) == 3
+        monkeypatch.setattr(model.module, "patches", _counting(model.module.patches, sizes))
+    assert len(ids) > 3 and len(ids) % 3 != 0
+    sliced = model.predict(diffraction, offsets)
+    assert sizes == [3] * (len(ids) // 3) + [len(ids) % 3]
+    assert sliced.shape == whole.shape
+    assert relative_error(sliced, whole) <= 1e-6
+
+
+def _counting(function, sizes: list):
+    """``function``, recording the batch size of each call in ``sizes``."""
+    def counted(diffraction, offsets):
+        sizes.append(int(diffraction.shape[0]))
+        return function(diffraction, offsets)
+    return counted
+
+
 def test_trainable_masked_probe_is_masked_and_trained(framework) -> None:
     config = make_config(model={"probe_trainable": True, "probe_mask": True})
     model, _, _ = setup(framework, config)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ptychopinn_core.model.batching import MAX_INFERENCE_GROUPS, inference_groups
+
 __all__ = ["PREDICT_BATCH", "predict_patches"]
 
-#: Groups per network call inside one chunk: bounds the activations' memory (a chunk
-#: of 1024 groups of 4 x 128 x 128 would need several GiB at once).
-PREDICT_BATCH = 256
+#: Groups per network call on an accelerator, which wants large batches (on a CPU the
+#: cache rule of ptychopinn_core.model.batching decides).
+PREDICT_BATCH = MAX_INFERENCE_GROUPS
 
 
 def predict_patches(model, diffraction: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
@@ -45,11 +47,16 @@ def predict_patches(model, diffraction: np.ndarray, offsets_xy: np.ndarray) -> n
     module = model.module
     was_training = module.training
     module.eval()
+    # On a CPU, slices that keep the activations near the caches (ptychopinn_core.model.batching).
+    if diffraction_t.device.type == "cpu":
+        batch = inference_groups(model.config.model, itemsize=diffraction_t.element_size())
+    else:
+        batch = PREDICT_BATCH
     parts = []
     try:
         with torch.inference_mode():
-            for start in range(0, diffraction_t.shape[0], PREDICT_BATCH):
-                stop = start + PREDICT_BATCH
+            for start in range(0, diffraction_t.shape[0], batch):
+                stop = start + batch
                 parts.append(module.patches(diffraction_t[start:stop], offsets_t[start:stop]).cpu())
     finally:
         module.train(was_training)
