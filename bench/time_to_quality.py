@@ -15,7 +15,10 @@ budget, and keep a copy of the weights every ``--snapshot-seconds`` of training 
 costs milliseconds and is not training time). After training, every snapshot
 reconstructs the test scan and is scored against its truth (SSIM with the truth's data
 range, after amplitude scaling and phase offset/ramp removal: ptychopinn_core.evaluation).
-The final model's prediction + stitching of the test scan is timed after a warm-up.
+The final model's prediction + stitching of the test scan is timed after a warm-up, and
+the final model is also scored on its own training scan (``final_seen``: the seen object;
+its gap to ``final`` is what the network does not carry over to an unseen object).
+``--keep-models`` writes each run's final bundle next to the JSON, for later diagnosis.
 With ``--start-single-minutes M`` a gridsize > 1 run trains gridsize 1 for its first ``M``
 minutes and then its own gridsize from those weights (the shared group network has the
 gridsize-1 parameters; the optimiser starts afresh), on one clock.
@@ -42,6 +45,10 @@ def _settings(args) -> dict[str, object]:
     return {key: value for key, value in vars(args).items() if key not in ("out", "overrides")} | {
         "overrides": list(args.overrides)
     }
+
+
+def _probe_label(scan) -> str:
+    return scan.meta.get("probe_file", scan.meta["probe_kind"])
 
 
 def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, object]:
@@ -122,6 +129,12 @@ def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, objec
         })
     final = ModelBundle(manifest=manifest, config=config, weights=snapshots[-1]["weights"],
                         state=snapshots[-1]["state"], history=History())
+    seen = evaluate(workflow.reconstruct(final, train_scan, backend), train_scan.object, train_scan.positions_px)
+    if args.keep_models:
+        from ptychopinn_core.model.bundle import write_bundle
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_bundle(args.out / f"model-{backend.name}-{_probe_label(train_scan)}-g{gridsize}.zip", final)
     workflow.reconstruct(final, test_scan, backend)  # warm-up: tracing, kernels
     begin = time.perf_counter()
     workflow.reconstruct(final, test_scan, backend)
@@ -131,7 +144,7 @@ def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, objec
     return {
         "backend": backend.name,
         "framework_version": backend.entry.framework_version,
-        "probe": train_scan.meta.get("probe_file", train_scan.meta["probe_kind"]),
+        "probe": _probe_label(train_scan),
         "gridsize": gridsize,
         "start_single_minutes": phases[0][1] if len(phases) > 1 else 0.0,
         "config": config.to_dict(),
@@ -141,6 +154,7 @@ def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, objec
         "train_patterns_per_s": round(patterns / training_s, 2),
         "seconds_to_target": reached,
         "final": curve[-1],
+        "final_seen": {f"{part}_{key}": seen[part][key] for part in ("amplitude", "phase") for key in ("ssim", "frc50")},
         "best_amplitude_ssim": max(p["amplitude_ssim"] for p in curve),
         "best_phase_ssim": max(p["phase_ssim"] for p in curve),
         "inference_s": round(inference_s, 3),
@@ -195,6 +209,8 @@ def main() -> None:
                              "run's gridsize from those weights (needs model.group_network=shared)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="configuration override (repeatable), e.g. --set model.n_filters_scale=1")
+    parser.add_argument("--keep-models", action="store_true",
+                        help="write each run's final model bundle to --out (model-BACKEND-PROBE-gGRIDSIZE.zip)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 256/64 positions, 0.25 min per run")
     parser.add_argument("--out", type=Path, default=Path("time-to-quality"), help="folder for JSON and PNG")
     args = parser.parse_args()
