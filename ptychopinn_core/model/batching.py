@@ -6,8 +6,8 @@ block's, ``32 * n_filters_scale`` channels of ``N x N``) is 512 KiB per pattern 
 N = 64, and a batch of 256 patterns streams 128 MiB through memory at every layer, while
 16 patterns (8 MiB) stay close to the cores' caches. Measured on the 2-core machine
 (``bench/predict_batch.py``, docs/benchmarks.md "PyTorch speed"): PyTorch's ``predict``
-1.24-1.61x faster in these slices than in slices of 256 groups across N = 64 and 128,
-gridsize 1 and 2, width 1 and 2. TensorFlow's compiled graph is 6-16 % slower in them
+1.23-1.65x faster in these slices than in slices of 256 groups across N = 64 and 128,
+gridsize 1 and 2, width 1 and 2. TensorFlow's compiled graph is 9-14 % slower in them
 and ONNX Runtime the same, so those backends keep their own slices; an accelerator
 wants large batches (:data:`MAX_INFERENCE_GROUPS`). The rule lives in the core because
 it reads the architecture (:func:`~ptychopinn_core.model.parameters.describe_architecture`).

@@ -1,0 +1,168 @@
+"""Diagnosis: where a trained model's reconstruction error lies (seen vs unseen, phase offsets, crop).
+
+Run from the repository root, on a bundle written by ``bench/time_to_quality.py --keep-models``::
+
+    .venv/bin/python bench/diagnose_model.py time-to-quality/model-pytorch-velociprobe-g2.zip
+    .venv/bin/python bench/diagnose_model.py MODEL.zip --backend tensorflow --out diagnosis
+
+The scans are those of ``bench/time_to_quality.py`` (same seeds, probe, sizes): the
+training scan (the *seen* object) and the unseen test scan. For each, with the model's
+predictions stitched as ``ptychopinn infer`` does and scored as the benchmark scores them:
+
+- ``ssim``: amplitude and phase SSIM; ``phase_rmse_low`` / ``phase_rmse_high``: the phase
+  error below and above a Gaussian low-pass of sigma 2 px (where the error lives);
+- ``oracle_offsets``: the same after multiplying each position's patch by the phase
+  ``exp(-i d_k)`` that best aligns it with the true patch in the stitching crop. Far-field
+  data cannot tell a patch's constant phase; what this recovers is the part of the phase
+  error that is a per-patch offset (an upper bound, it uses the truth);
+- ``synchronised_offsets``: the same without the truth: offsets chosen so that each patch
+  agrees with the stitched object (alternating stitch and per-patch fit, 20 rounds),
+  the most a phase-consistent stitching could add;
+- ``crop``: the stitching crop swept around the model's (``-8 .. +8`` px; SSIM per crop).
+
+Prints ONE JSON object, writes it and a PNG of the error maps to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from benchlib import machine_info
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+LOW_PASS_SIGMA_PX = 2.0
+SYNC_ROUNDS = 20
+CROP_STEPS = (-8, -4, 0, 4, 8)  # around the model's stitching crop
+
+
+def _scans(args, probe_kind: str):
+    from ptychopinn_core.simulation import make_demo_scan
+
+    size = args.pattern_size
+    return {"seen": make_demo_scan(args.n_train, size, seed=args.seed + 1, probe_kind=probe_kind),
+            "unseen": make_demo_scan(args.n_test, size, seed=args.seed + 2, probe_kind=probe_kind)}
+
+
+def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
+    from scipy import ndimage
+
+    from ptychopinn_core import workflow
+    from ptychopinn_core.evaluation.aligned_pair import align_to_truth
+    from ptychopinn_core.evaluation.report import evaluate
+    from ptychopinn_core.inference_chunks import prepare_inference_inputs
+    from ptychopinn_core.physics.stitching import Stitcher, default_crop_size
+    from ptychopinn_core.physics.translate import extract_patches
+    from ptychopinn_core.reconstruction import Reconstruction
+
+    def ssim(recon) -> list[float]:
+        metrics = evaluate(recon, scan.object, scan.positions_px)
+        return [round(metrics[part]["ssim"], 4) for part in ("amplitude", "phase")]
+
+    config, size = bundle.config, scan.pattern_size
+    base = workflow.reconstruct(bundle, scan, backend)
+    pair = align_to_truth(base, scan.object, scan.positions_px)
+    error = pair.recon_phase - pair.truth_phase
+    low = ndimage.gaussian_filter(error, LOW_PASS_SIGMA_PX)
+    report: dict[str, object] = {
+        "ssim": ssim(base),
+        "phase_rmse": float(np.sqrt(np.mean(error**2))),
+        "phase_rmse_low": float(np.sqrt(np.mean(low**2))),
+        "phase_rmse_high": float(np.sqrt(np.mean((error - low) ** 2))),
+    }
+
+    model = backend.build_model(config, bundle.state, bundle.weights)
+    patches, positions = [], []
+    for chunk in prepare_inference_inputs(scan, config, bundle.state):
+        patches.append(model.predict(chunk.diffraction, chunk.offsets_xy)[:, 0])
+        positions.append(chunk.positions_xy[:, 0])
+    patches = np.concatenate(patches).astype(np.complex128)
+    positions = np.concatenate(positions)
+    crop = config.inference.stitch_crop or default_crop_size(size)
+    window = slice(size // 2 - crop // 2, size // 2 - crop // 2 + crop)
+    origin = np.array([base.frame.origin_x_px, base.frame.origin_y_px])
+
+    def stitched(values: np.ndarray) -> Reconstruction:
+        stitcher = Stitcher(base.frame, crop_size=crop, patch_size=size)
+        stitcher.add(values, positions)
+        return Reconstruction(object=stitcher.result(), frame=base.frame, meta=dict(base.meta))
+
+    def offsets_to(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+        overlap = np.sum(reference[:, window, window] * np.conj(values[:, window, window]), axis=(1, 2))
+        return np.exp(1j * np.angle(overlap))[:, None, None]
+
+    truth = extract_patches(scan.object, positions, size).astype(np.complex128)
+    oracle = offsets_to(truth, patches)
+    report["oracle_offsets"] = {"ssim": ssim(stitched(patches * oracle)),
+                                "offset_std_rad": float(np.std(np.angle(oracle)))}
+    aligned = np.ones_like(oracle)
+    for _ in range(SYNC_ROUNDS):
+        view = extract_patches(stitched(patches * aligned).object, positions - origin, size)
+        aligned = offsets_to(view, patches)
+    report["synchronised_offsets"] = {"ssim": ssim(stitched(patches * aligned))}
+    crops = {}
+    for value in sorted({min(size, max(8, crop + step)) for step in CROP_STEPS}):
+        swept = type(bundle)(manifest=bundle.manifest, config=config.with_overrides({"inference.stitch_crop": value}),
+                             weights=bundle.weights, state=bundle.state, history=bundle.history)
+        crops[str(value)] = ssim(workflow.reconstruct(swept, scan, backend))
+    report["crop"] = crops
+    return report, pair
+
+
+def _figure(pairs: dict, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from ptychopinn_core.figures import save_png
+
+    figure = Figure(figsize=(14, 3.5 * len(pairs)), layout="constrained")
+    axes = figure.subplots(len(pairs), 4, squeeze=False)
+    for row, (name, pair) in enumerate(pairs.items()):
+        panels = [(pair.truth_phase, "truth phase", "gray"), (pair.recon_phase, "reconstructed phase", "gray"),
+                  (pair.recon_phase - pair.truth_phase, "phase error (rad)", "RdBu"),
+                  (pair.recon_amplitude - pair.truth_amplitude, "amplitude error", "RdBu")]
+        for column, (image, title, cmap) in enumerate(panels):
+            shown = axes[row, column].imshow(image, cmap=cmap)
+            figure.colorbar(shown, ax=axes[row, column], shrink=0.7)
+            axes[row, column].set_title(f"{name}: {title}", fontsize=9)
+    save_png(figure, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="a bundle from bench/time_to_quality.py --keep-models")
+    parser.add_argument("--backend", default="pytorch")
+    parser.add_argument("--probe", help="probe kind of the scans (default: the bundle's file name's, else velociprobe)")
+    parser.add_argument("--n-train", type=int, default=2000, help="as the time_to_quality run")
+    parser.add_argument("--n-test", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("diagnosis"))
+    args = parser.parse_args()
+
+    from ptychopinn_core.atomic import atomic_write
+    from ptychopinn_core.backends import BackendRegistry
+    from ptychopinn_core.model.bundle import read_bundle
+    from ptychopinn_core.simulation.probe import PROBE_KINDS
+
+    bundle = read_bundle(args.model)
+    args.pattern_size = bundle.config.model.pattern_size
+    probe = args.probe or next((kind for kind in PROBE_KINDS if f"-{kind}-" in args.model.name), "velociprobe")
+    backend = BackendRegistry.discover().get(args.backend)
+    results, pairs = {}, {}
+    for name, scan in _scans(args, probe).items():
+        results[name], pairs[name] = _diagnose(bundle, backend, scan)
+    report = {"benchmark": "diagnose_model", "machine": machine_info(), "model": str(args.model),
+              "backend": args.backend, "probe": probe, "gridsize": bundle.config.model.gridsize, **results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(args.out / "diagnosis.json", "w") as handle:
+        handle.write(json.dumps(report, indent=2) + "\n")
+    _figure(pairs, args.out / "diagnosis.png")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
