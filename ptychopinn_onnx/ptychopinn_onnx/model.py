@@ -24,8 +24,9 @@ from ptychopinn_onnx.export import OUTPUTS, build_model_proto, effective_probe
 
 __all__ = ["MAX_BATCH_GROUPS", "BATCH_PIXELS", "OnnxModel", "batch_groups", "new_session"]
 
-#: Most groups per session run: bounds the activations' memory (as the torch backend's
-#: PREDICT_BATCH).
+#: Most groups per session run: bounds the activations' memory (as TensorFlow's
+#: PREDICT_BATCH). Smaller runs that stay near the caches (PyTorch's rule,
+#: ptychopinn_core.model.batching) measured the same here (bench/predict_batch.py).
 MAX_BATCH_GROUPS = 256
 #: Pattern pixels per session run (256 patterns of 64 x 64): larger patterns or groups run
 #: in fewer groups at a time, so memory stays about that of 256 patterns of 64 x 64 (a
