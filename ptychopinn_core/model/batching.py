@@ -24,7 +24,8 @@ __all__ = ["ACTIVATION_BUDGET_BYTES", "MAX_INFERENCE_GROUPS", "inference_groups"
 
 #: Bytes the widest activation of one call may take (float32): 16 patterns at N = 64.
 ACTIVATION_BUDGET_BYTES = 8 * 2**20
-#: Upper bound in groups whatever the budget, as the fixed batch was.
+#: Most groups per network call in every backend: bounds the activations' memory
+#: (a chunk of 1024 groups of 4 x 128 x 128 would need several GiB at once).
 MAX_INFERENCE_GROUPS = 256
 
 

@@ -17,6 +17,7 @@ import onnxruntime as ort
 
 from ptychopinn_core.backends.contract import ForwardResult
 from ptychopinn_core.config import Config
+from ptychopinn_core.model.batching import MAX_INFERENCE_GROUPS
 from ptychopinn_core.model.inputs import check_model_inputs
 from ptychopinn_core.model.parameters import PARAMETER_DTYPE, parameter_specs, validate_weights
 from ptychopinn_core.model.state import ModelState
@@ -27,7 +28,7 @@ __all__ = ["MAX_BATCH_GROUPS", "BATCH_PIXELS", "OnnxModel", "batch_groups", "new
 #: Most groups per session run: bounds the activations' memory (as TensorFlow's
 #: PREDICT_BATCH). Smaller runs that stay near the caches (PyTorch's rule,
 #: ptychopinn_core.model.batching) measured the same here (bench/predict_batch.py).
-MAX_BATCH_GROUPS = 256
+MAX_BATCH_GROUPS = MAX_INFERENCE_GROUPS
 #: Pattern pixels per session run (256 patterns of 64 x 64): larger patterns or groups run
 #: in fewer groups at a time, so memory stays about that of 256 patterns of 64 x 64 (a
 #: few hundred MB of activations) whatever ``N`` and ``C``.

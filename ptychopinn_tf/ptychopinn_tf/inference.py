@@ -13,10 +13,13 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from ptychopinn_core.model.batching import MAX_INFERENCE_GROUPS
+
 __all__ = ["PREDICT_BATCH", "predict_patches"]
 
-#: Groups per network call inside one chunk.
-PREDICT_BATCH = 256
+#: Groups per network call inside one chunk: its compiled graph is fastest in large slices
+#: (smaller ones that stay near the caches measured 9-14 % slower: bench/predict_batch.py).
+PREDICT_BATCH = MAX_INFERENCE_GROUPS
 
 
 def _prediction_function(model):
