@@ -15,10 +15,15 @@ predictions stitched as ``ptychopinn infer`` does and scored as the benchmark sc
   ``exp(-i d_k)`` that best aligns it with the true patch in the stitching crop. Far-field
   data cannot tell a patch's constant phase; what this recovers is the part of the phase
   error that is a per-patch offset (an upper bound, it uses the truth);
-- ``synchronised_offsets``: the same without the truth: offsets chosen so that each patch
-  agrees with the stitched object (alternating stitch and per-patch fit, 20 rounds),
-  the most a phase-consistent stitching could add;
-- ``crop``: the stitching crop swept around the model's (``-8 .. +8`` px; SSIM per crop).
+- ``plain`` / ``phase_sync``: SSIM with the plain average of the patches and with the
+  core's phase-synchronised stitching (``inference.phase_sync``, the default; physics.md,
+  Stitching: offsets chosen without the truth so that the patches agree), and the
+  rounds it took;
+- ``phase_sync_anchor``: the synchronisation with its anchor ``lambda`` swept (0: the
+  overlaps alone; SSIM and rounds per value; the default is
+  ``ptychopinn_core.physics.stitching.PHASE_SYNC_ANCHOR``);
+- ``crop``: the stitching crop swept around the model's (``-8 .. +8`` px; SSIM per crop,
+  phase-synchronised).
 
 Prints ONE JSON object, writes it and a PNG of the error maps to ``--out``.
 """
@@ -37,8 +42,8 @@ from benchlib import machine_info
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 LOW_PASS_SIGMA_PX = 2.0
-SYNC_ROUNDS = 20
 CROP_STEPS = (-8, -4, 0, 4, 8)  # around the model's stitching crop
+ANCHORS = (0.0, 0.03, 0.1, 0.3, 1.0)  # phase synchronisation's pull to each patch's own phase
 
 
 def _scans(args, probe_kind: str):
@@ -64,13 +69,19 @@ def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
         metrics = evaluate(recon, scan.object, scan.positions_px)
         return [round(metrics[part]["ssim"], 4) for part in ("amplitude", "phase")]
 
-    config, size = bundle.config, scan.pattern_size
-    base = workflow.reconstruct(bundle, scan, backend)
+    size = scan.pattern_size
+    synced = _with(bundle, {"inference.phase_sync": True})
+    base = workflow.reconstruct(synced, scan, backend)
+    bundle = _with(bundle, {"inference.phase_sync": False})
+    config = bundle.config
+    plain = workflow.reconstruct(bundle, scan, backend)
     pair = align_to_truth(base, scan.object, scan.positions_px)
     error = pair.recon_phase - pair.truth_phase
     low = ndimage.gaussian_filter(error, LOW_PASS_SIGMA_PX)
     report: dict[str, object] = {
         "ssim": ssim(base),
+        "plain": {"ssim": ssim(plain)},
+        "phase_sync": {"ssim": ssim(base), "rounds": base.meta["phase_sync_rounds"]},
         "phase_rmse": float(np.sqrt(np.mean(error**2))),
         "phase_rmse_low": float(np.sqrt(np.mean(low**2))),
         "phase_rmse_high": float(np.sqrt(np.mean((error - low) ** 2))),
@@ -85,12 +96,13 @@ def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
     positions = np.concatenate(positions)
     crop = config.inference.stitch_crop or default_crop_size(size)
     window = slice(size // 2 - crop // 2, size // 2 - crop // 2 + crop)
-    origin = np.array([base.frame.origin_x_px, base.frame.origin_y_px])
 
-    def stitched(values: np.ndarray) -> Reconstruction:
-        stitcher = Stitcher(base.frame, crop_size=crop, patch_size=size)
+    def stitched(values: np.ndarray, **sync) -> Reconstruction:
+        stitcher = Stitcher(base.frame, crop_size=crop, patch_size=size, **sync)
         stitcher.add(values, positions)
-        return Reconstruction(object=stitcher.result(), frame=base.frame, meta=dict(base.meta))
+        obj = stitcher.result()
+        meta = dict(base.meta, phase_sync_rounds=stitcher.sync_rounds_run)
+        return Reconstruction(object=obj, frame=base.frame, meta=meta)
 
     def offsets_to(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
         overlap = np.sum(reference[:, window, window] * np.conj(values[:, window, window]), axis=(1, 2))
@@ -100,18 +112,23 @@ def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
     oracle = offsets_to(truth, patches)
     report["oracle_offsets"] = {"ssim": ssim(stitched(patches * oracle)),
                                 "offset_std_rad": float(np.std(np.angle(oracle)))}
-    aligned = np.ones_like(oracle)
-    for _ in range(SYNC_ROUNDS):
-        view = extract_patches(stitched(patches * aligned).object, positions - origin, size)
-        aligned = offsets_to(view, patches)
-    report["synchronised_offsets"] = {"ssim": ssim(stitched(patches * aligned))}
+    anchors = {}
+    for anchor in ANCHORS:
+        recon = stitched(patches, phase_sync=True, phase_sync_anchor=anchor)
+        anchors[str(anchor)] = {"ssim": ssim(recon), "rounds": recon.meta["phase_sync_rounds"]}
+    report["phase_sync_anchor"] = anchors
     crops = {}
     for value in sorted({min(size, max(8, crop + step)) for step in CROP_STEPS}):
-        swept = type(bundle)(manifest=bundle.manifest, config=config.with_overrides({"inference.stitch_crop": value}),
-                             weights=bundle.weights, state=bundle.state, history=bundle.history)
-        crops[str(value)] = ssim(workflow.reconstruct(swept, scan, backend))
+        crops[str(value)] = ssim(workflow.reconstruct(_with(synced, {"inference.stitch_crop": value}), scan, backend))
     report["crop"] = crops
     return report, pair
+
+
+def _with(bundle, overrides: dict[str, object]):
+    """``bundle`` with its configuration changed (how it stitches, not what it learned)."""
+    import dataclasses
+
+    return dataclasses.replace(bundle, config=bundle.config.with_overrides(overrides))
 
 
 def _figure(pairs: dict, path: Path) -> None:

@@ -163,6 +163,11 @@ class InferenceConfig(_Section):
     stitch_crop: int | None = Field(
         None, ge=1, description="Central window kept per patch; None = N*5//16 (20 for N=64)."
     )
+    phase_sync: bool = Field(
+        True,
+        description="Synchronise the patches' constant phases before averaging them (physics.md, Stitching); "
+        "false: the plain average.",
+    )
 
 
 class RefineConfig(_Section):

@@ -2,7 +2,7 @@
 
 What the figures are is the benchmark's business; this checks that the script reads a
 bundle, simulates the seen and unseen scans, and reports every part (SSIMs, the phase
-error split, oracle and synchronised offsets, the crop sweep) with finite values, and
+error split, oracle offsets, plain and phase-synchronised stitching, the crop sweep) with finite values, and
 that the sweep's entry at the model's own crop is the plain score.
 """
 
@@ -48,8 +48,11 @@ def test_every_part_is_reported(tmp_path) -> None:
     assert report["probe"] == "velociprobe" and report["gridsize"] == 2
     for name in ("seen", "unseen"):
         part = report[name]
-        pairs = [part["ssim"], part["oracle_offsets"]["ssim"], part["synchronised_offsets"]["ssim"],
+        pairs = [part["ssim"], part["oracle_offsets"]["ssim"], part["plain"]["ssim"], part["phase_sync"]["ssim"],
                  *part["crop"].values()]
+        assert part["phase_sync"]["ssim"] == part["ssim"] and part["phase_sync"]["rounds"] >= 1
+        assert part["phase_sync_anchor"]["0.1"] == part["phase_sync"]  # the default anchor: the same numbers
+        pairs += [entry["ssim"] for entry in part["phase_sync_anchor"].values()]
         assert all(len(pair) == 2 and all(-1 <= value <= 1 for value in pair) for pair in pairs)
         assert all(math.isfinite(part[key]) and part[key] >= 0
                    for key in ("phase_rmse", "phase_rmse_low", "phase_rmse_high"))

@@ -130,7 +130,7 @@ def test_infer_refuses_to_change_the_models_settings(fake_installed, scan_path, 
     out = tmp_path / "never.npz"
     code = main(["infer", "--model", str(model_path), "--data", str(scan_path), "--out", str(out),
                  "--set", "model.gridsize=2"])
-    assert code == 1 and "refine.* settings only" in capsys.readouterr().err
+    assert code == 1 and "refine.* and inference.* settings only" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -153,3 +153,14 @@ def test_infer_uses_todays_refine_defaults_not_the_bundles(fake_installed, scan_
     defaults = Config().refine
     assert (settings["iterations"], settings["step_decay"]) == (defaults.iterations, defaults.step_decay)
     assert settings["batch_size"] == 25
+
+
+def test_infer_sets_how_the_patches_are_stitched(fake_installed, scan_path, model_path, tmp_path):
+    """inference.* says how a scan is stitched, not what the model is: infer may change it."""
+    synced, plain = tmp_path / "synced.npz", tmp_path / "plain.npz"
+    common = ["--quiet", "infer", "--model", str(model_path), "--data", str(scan_path), "--refine-iterations", "0"]
+    assert main([*common, "--out", str(synced)]) == 0
+    assert main([*common, "--out", str(plain), "--set", "inference.phase_sync=false"]) == 0
+    synced_meta, plain_meta = read_reconstruction(synced).meta, read_reconstruction(plain).meta
+    assert synced_meta["phase_sync"] is True and synced_meta["phase_sync_rounds"] >= 1
+    assert plain_meta["phase_sync"] is False and "phase_sync_rounds" not in plain_meta

@@ -73,6 +73,7 @@ CORE_KEYS = {
     "training.seed": "initial weights, the split and every epoch's order",
     "inference.chunk_size": "inference_chunks.py",
     "inference.stitch_crop": "workflow.py: the stitcher",
+    "inference.phase_sync": "workflow.py: the stitcher (phase synchronisation)",
     "refine.iterations": "refine/: the problem and the loop (the kit checks each backend's steps)",
     "refine.batch_size": "refine/problem.py",
     "refine.step_size": "refine/problem.py",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -34,8 +35,9 @@ __all__ = ["infer_command"]
               help="refine.iterations after the network (0: the network's object only; default 20).")
 @click.option("--refine-probe/--no-refine-probe", "refine_probe", default=None,
               help="refine.probe: refine the probe too (real data, where the probe is a guess).")
-@click.option("--set", "assignments", multiple=True, metavar="refine.KEY=VALUE",
-              help="Override one refinement setting (repeatable), e.g. --set refine.step_size=0.01.")
+@click.option("--set", "assignments", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override one refine.* or inference.* setting (repeatable), e.g. --set refine.step_size=0.01 "
+                   "or --set inference.phase_sync=false.")
 def infer_command(
     model_path: Path,
     data_path: Path,
@@ -61,6 +63,7 @@ def infer_command(
     Examples:
       ptychopinn infer --model model.zip --data scan.npz --out recon.npz
       ptychopinn infer --model model.zip --data scan.npz --out recon.npz --refine-iterations 0
+      ptychopinn infer --model model.zip --data scan.npz --out recon.npz --set inference.phase_sync=false
       ptychopinn infer --model model.zip --data star.npz --out recon.npz --refine-probe
       ptychopinn infer --model model.onnx --data scan.npz --out recon.npz --backend onnx
       ptychopinn evaluate --recon recon.npz --truth scan.npz
@@ -78,7 +81,8 @@ def infer_command(
     backend = registry.get(backend_name or trained_by)
     scan = read_scan(data_path, measurement=measurement or bundle.config.data.measurement)
     quiet = is_quiet()
-    config = _refine_config(bundle.config, assignments, refine_iterations, refine_probe)
+    config = _run_config(bundle.config, assignments, refine_iterations, refine_probe)
+    bundle = dataclasses.replace(bundle, config=config)
     with progress_display(f"reconstructing ({backend.name})", total=1, quiet=quiet) as show:
         recon = workflow.reconstruct(bundle, scan, backend, chunk_size=chunk_size, progress=show)
     recon = refine_and_report(recon, scan, config, backend, source=str(data_path))
@@ -88,22 +92,23 @@ def infer_command(
         click.echo(f"wrote {out_path} ({width} x {height} px object, {scan.n_positions} positions, {backend.name})")
 
 
-def _refine_config(
+def _run_config(
     config: Config, assignments: tuple[str, ...], iterations: int | None, probe: bool | None
 ) -> Config:
     """The bundle's configuration, today's refinement defaults and the command line's.
 
-    Only ``refine.*`` may change: everything else describes the trained model.
+    Only ``refine.*`` and ``inference.*`` (how a scan is stitched and finished) may
+    change: everything else describes the trained model.
     """
     from ptychopinn_core.workflow import with_default_refine
 
     config = with_default_refine(config)
     overrides: dict[str, object] = dict(parse_assignments(assignments))
-    fixed = sorted(key for key in overrides if not key.startswith("refine."))
+    fixed = sorted(key for key in overrides if not key.startswith(("refine.", "inference.")))
     if fixed:
         raise ConfigError(
-            f"--set {fixed[0]}: infer changes refine.* settings only; the model's other settings "
-            "come from its bundle"
+            f"--set {fixed[0]}: infer changes refine.* and inference.* settings only; the model's other "
+            "settings come from its bundle"
         )
     flags = {"refine.iterations": iterations, "refine.probe": probe}
     overrides.update({key: value for key, value in flags.items() if value is not None})

@@ -29,8 +29,37 @@ Integer positions place windows exactly, so stitching the ground-truth patches o
 simulation reproduces the object to float rounding; sub-pixel positions add one
 bilinear interpolation.
 
+Phase synchronisation
+---------------------
+A far-field pattern does not fix the constant phase of its patch (``|F(P O e^{i d})|
+= |F(P O)|``), and no loss term does either (for ``C > 1`` the overlap constraint ties
+the patches of one group, not of different groups): a network's patches may disagree
+by a constant phase each, and averaging them then cancels part of the object where
+they overlap. With ``phase_sync`` each patch ``k`` is multiplied by a unit factor
+``u_k`` that makes the patches agree. With ``v_k`` the patch's placed window (as added
+to ``value``), ``W`` the weight and the Gram matrix of the overlaps
+``A_kl = sum_r conj(v_k(r)) v_l(r) / W(r)`` (one sparse product), ``u`` maximises
+``u^H A u + 2 lambda sum_k A_kk Re(u_k)`` by the generalised power method::
+
+    u <- 1;  repeat until no factor moves by more than PHASE_SYNC_TOL (at most PHASE_SYNC_MAX_ROUNDS):
+        u_k <- unit( (A u)_k + lambda A_kk )
+
+``(A u)_k = sum_r conj(v_k(r)) object(r)`` aligns patch ``k`` with the object stitched
+from all patches (itself included: ``A`` is positive semi-definite, so every round
+raises the objective and the iteration cannot oscillate); the anchor
+``lambda = PHASE_SYNC_ANCHOR`` keeps a pull towards the network's own phase, so that
+small errors of many pairwise overlaps cannot add up to a drift across a large scan.
+A patch that overlaps nothing keeps its phase. A common phase is then removed so that
+the result agrees on average with the plain average (``u = 1``): the network's absolute
+phase, which the data cannot fix either, is kept. Only a per-patch constant changes;
+the amplitudes and the shape of each patch's phase are the network's. Synchronising
+needs every patch: the stitcher then keeps each placed window (complex64 and an int32
+canvas index per pixel: about 5 KiB a position at the 20-pixel default crop, plus the
+Gram matrix, about 16 bytes per overlapping pair) until :meth:`Stitcher.result`.
+
 Memory is the canvas (complex128 value + float64 weight) plus one chunk of patches;
-it never grows with the number of positions.
+it never grows with the number of positions (except the kept windows when
+synchronising phases).
 """
 
 from __future__ import annotations
@@ -45,6 +74,9 @@ import numpy as np
 from ptychopinn_core.physics.translate import translate
 
 __all__ = [
+    "PHASE_SYNC_ANCHOR",
+    "PHASE_SYNC_MAX_ROUNDS",
+    "PHASE_SYNC_TOL",
     "STITCH_MIN_WEIGHT",
     "ObjectFrame",
     "Stitcher",
@@ -57,6 +89,15 @@ __all__ = [
 # neighbouring window, not coverage. value and weight scale together, so the
 # division does not amplify noise above it.
 STITCH_MIN_WEIGHT = 1e-6
+
+# Phase synchronisation (module docstring). The anchor weighs each patch's own phase
+# against its neighbours' (lambda, relative to the patch's own overlap A_kk): 0 trusts
+# only the overlaps, which lets an error drift across a large scan; chosen by
+# measurement (docs/benchmarks.md, "Phase-synchronised stitching"). The rounds stop once
+# no factor moves by more than the tolerance (|u_new - u_old|, ~ rad), at most the cap.
+PHASE_SYNC_ANCHOR = 0.1
+PHASE_SYNC_TOL = 1e-6
+PHASE_SYNC_MAX_ROUNDS = 1000
 
 
 def _is_int(value: Any) -> bool:
@@ -201,6 +242,12 @@ class Stitcher:
         :func:`default_crop_size` ``(N)``.
     patch_size : int
         Patch side N.
+    phase_sync : bool
+        Synchronise the patches' constant phases when :meth:`result` is called (module
+        docstring); the placed windows are then kept until then. False: the plain average.
+    phase_sync_anchor : float
+        Weight ``lambda`` of each patch's own (the network's) phase in the
+        synchronisation; default :data:`PHASE_SYNC_ANCHOR`.
 
     Examples
     --------
@@ -211,7 +258,13 @@ class Stitcher:
     """
 
     def __init__(
-        self, frame: ObjectFrame, crop_size: int | None = None, patch_size: int = 64
+        self,
+        frame: ObjectFrame,
+        crop_size: int | None = None,
+        patch_size: int = 64,
+        *,
+        phase_sync: bool = False,
+        phase_sync_anchor: float = PHASE_SYNC_ANCHOR,
     ) -> None:
         if not isinstance(frame, ObjectFrame):
             raise TypeError(
@@ -227,7 +280,18 @@ class Stitcher:
                 f"invalid crop_size: expected an int in 1..{patch_size} (the patch size), "
                 f"received crop_size={crop_size!r}"
             )
+        anchor = phase_sync_anchor
+        if isinstance(anchor, bool) or not isinstance(anchor, (int, float)) or not anchor >= 0 or anchor == math.inf:
+            raise ValueError(
+                f"invalid phase_sync_anchor: expected a finite number >= 0, received phase_sync_anchor={anchor!r}"
+            )
         self.frame = frame
+        self.phase_sync = bool(phase_sync)
+        self.phase_sync_anchor = float(anchor)
+        self.sync_rounds_run = 0
+        # Kept per chunk when synchronising: canvas index (B, span*span) of every window
+        # pixel (the spare index H*W for pixels outside the frame) and the placed window.
+        self._kept: list[tuple[np.ndarray, np.ndarray]] = []
         self.patch_size = int(patch_size)
         self.crop_size = int(crop_size)
         self.n_added = 0
@@ -283,6 +347,8 @@ class Stitcher:
 
         height, width = self.frame.shape
         span = crop + 1
+        if self.phase_sync:
+            self._kept.append((self._canvas_indices(integer, span), values.reshape(n_batch, -1).astype(np.complex64)))
         for b in range(n_batch):
             col0, row0 = int(integer[b, 0]), int(integer[b, 1])
             r_lo, r_hi = max(row0, 0), min(row0 + span, height)
@@ -294,16 +360,75 @@ class Stitcher:
             self._weight[r_lo:r_hi, c_lo:c_hi] += weights[b][source]
         self.n_added += n_batch
 
+    def _canvas_indices(self, corners: np.ndarray, span: int) -> np.ndarray:
+        """Flat canvas index of every pixel of each ``span x span`` window; ``H*W`` outside."""
+        height, width = self.frame.shape
+        steps = np.arange(span)
+        rows = corners[:, 1, None, None] + steps[None, :, None]
+        cols = corners[:, 0, None, None] + steps[None, None, :]
+        inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+        index_type = np.int32 if height * width < np.iinfo(np.int32).max else np.int64
+        flat = np.where(inside, rows * width + cols, height * width)
+        return flat.reshape(len(corners), -1).astype(index_type)
+
+    def _synchronised_value(self) -> np.ndarray:
+        """``value`` after the phase synchronisation of the module docstring."""
+        from scipy import sparse
+
+        size = self._value.size
+        indices = np.concatenate([kept[0] for kept in self._kept])
+        windows = np.concatenate([kept[1] for kept in self._kept]).astype(np.complex128)
+        n_windows = len(windows)
+        weight = np.append(self._weight.ravel(), 0.0)  # the spare index: never covered
+        covered = weight > STITCH_MIN_WEIGHT
+        root_inverse = np.zeros_like(weight)
+        root_inverse[covered] = 1.0 / np.sqrt(weight[covered])
+        # S[k, r] = v_k(r) / sqrt(W(r)): the Gram matrix A = conj(S) S^T holds every
+        # overlap of two windows, so a round is one sparse product.
+        rows = np.repeat(np.arange(n_windows), indices.shape[1])
+        scaled = sparse.csr_matrix(
+            ((windows * root_inverse[indices]).ravel(), (rows, indices.ravel())),
+            shape=(n_windows, size + 1),
+        )
+        gram = (scaled.conj() @ scaled.T).tocsr()
+        anchor = self.phase_sync_anchor * gram.diagonal().real
+        factors = np.ones(n_windows, dtype=np.complex128)
+        self.sync_rounds_run = 0
+        for _ in range(PHASE_SYNC_MAX_ROUNDS):
+            target = gram @ factors + anchor
+            magnitude = np.abs(target)
+            updated = np.where(magnitude > 0, target / np.where(magnitude > 0, magnitude, 1.0), factors)
+            change = float(np.max(np.abs(updated - factors), initial=0.0))
+            factors = updated
+            self.sync_rounds_run += 1
+            if change <= PHASE_SYNC_TOL:
+                break
+        placed = (factors[:, None] * windows).ravel()
+        value = np.bincount(indices.ravel(), weights=placed.real, minlength=size + 1) + 1j * np.bincount(
+            indices.ravel(), weights=placed.imag, minlength=size + 1
+        )
+        # The common phase the data cannot fix: keep the plain average's.
+        plain = np.append(self._value.ravel(), 0.0)
+        common = np.sum(np.conj(value) * plain * root_inverse**2)
+        if abs(common) > 0:
+            value = value * (common / abs(common))
+        return value[:size].reshape(self.frame.shape)
+
     @property
     def weight(self) -> np.ndarray:
         """Accumulated weight map, float64 (H, W) (a copy): bilinear coverage count per pixel."""
         return self._weight.copy()
 
     def result(self) -> np.ndarray:
-        """The stitched object, complex64 (H, W): ``value / weight`` where covered, 0 elsewhere."""
+        """The stitched object, complex64 (H, W): ``value / weight`` where covered, 0 elsewhere.
+
+        With ``phase_sync`` the patches' constant phases are synchronised first (each
+        call runs it again; ``sync_rounds_run`` says how many rounds it took).
+        """
+        value = self._synchronised_value() if self._kept else self._value
         covered = self._weight > STITCH_MIN_WEIGHT
         out = np.zeros(self.frame.shape, dtype=np.complex64)
-        out[covered] = self._value[covered] / self._weight[covered]
+        out[covered] = value[covered] / self._weight[covered]
         return out
 
 
@@ -320,6 +445,7 @@ def stitch(
     chunk_size: int = 1024,
     *,
     return_weight: bool = False,
+    phase_sync: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Stitch patches onto a frame (convenience wrapper around :class:`Stitcher`).
 
@@ -339,6 +465,8 @@ def stitch(
         Patches per chunk when given arrays.
     return_weight : bool
         Also return the weight map.
+    phase_sync : bool
+        Synchronise the patches' constant phases (module docstring).
 
     Returns
     -------
@@ -360,7 +488,7 @@ def stitch(
         crop = default_crop_size(size) if crop_size is None else crop_size
         frame = frame if frame is not None else ObjectFrame.around_positions(positions, crop)
         chunks: Iterable[tuple[np.ndarray, np.ndarray]] = _chunks_of(patches, positions, chunk_size)
-        stitcher: Stitcher | None = Stitcher(frame, crop, size)
+        stitcher: Stitcher | None = Stitcher(frame, crop, size, phase_sync=phase_sync)
     else:
         if positions_xy is not None:
             raise ValueError(
@@ -375,7 +503,9 @@ def stitch(
     for chunk_patches, chunk_positions in chunks:
         chunk_patches = np.asarray(chunk_patches)
         if stitcher is None:
-            stitcher = Stitcher(frame, crop_size, chunk_patches.shape[-1])
+            stitcher = Stitcher(
+                frame, crop_size, chunk_patches.shape[-1], phase_sync=phase_sync
+            )
         stitcher.add(chunk_patches, chunk_positions)
     if stitcher is None:
         raise ValueError("invalid stitch input: the stream of chunks was empty")

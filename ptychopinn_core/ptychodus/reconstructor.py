@@ -307,14 +307,14 @@ class PINNReconstructor(TrainableReconstructor):
             )
         scan = scan_from_reconstruct_input(parameters)
         config = self._refine_config(bundle, scan)
-        device = config.execution.device
-        if device != bundle.config.execution.device:
-            bundle = dataclasses.replace(
-                bundle,
-                config=bundle.config.with_overrides(
-                    {"execution.device": device}, source=f"Ptychodus settings [{self._settings.group_name}] Device"
-                ),
-            )
+        # What the settings say about this run (read by Infer), not about the model:
+        # the device and the [inference] section (stitching) replace the bundle's.
+        run_config = bundle.config.model_copy(update={
+            "inference": config.inference,
+            "execution": bundle.config.execution.model_copy(update={"device": config.execution.device}),
+        })
+        if run_config != bundle.config:
+            bundle = dataclasses.replace(bundle, config=run_config)
         self._progress_goal = scan.n_positions
 
         def log_progress(event: ProgressEvent) -> None:  # one event per chunk of positions

@@ -10,7 +10,7 @@ other field. Defaults are the configuration's, except ``NumPhotons`` (0 = measur
 the mean total count per pattern of the data at hand).
 
 Who reads what: Train reads the model, data and training keys; Infer reads
-``ChunkSize``, ``NumPhotons`` (the photon scale of the refinement's loss) and the
+the inference keys (``ChunkSize``, ``PhaseSync``: how patches are stitched), ``NumPhotons`` (the photon scale of the refinement's loss) and the
 ``Refine*`` keys (the network itself is the trained model's); both read ``Device``.
 The keys marked ``pinn_only`` (the PINN loss and its physics: loss weights, overlap
 weights, trainable probe and scale, probe mask) are not read by a ``Supervised``
@@ -153,6 +153,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAEWeight", "training.mae_weight", "Amplitude MAE weight", pinn_only=True),
     Setting("Seed", "training.seed", "Seed"),
     Setting("ChunkSize", "inference.chunk_size", "Chunk size"),
+    Setting("PhaseSync", "inference.phase_sync", "Phase-synchronised stitching"),
     Setting("RefineIterations", "refine.iterations", "Iterations"),
     Setting("RefineBatchSize", "refine.batch_size", "Batch size"),
     Setting("RefineStepSize", "refine.step_size", "Object step size"),

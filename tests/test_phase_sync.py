@@ -1,0 +1,136 @@
+"""Phase-synchronised stitching (physics.md, Stitching; ``Stitcher(phase_sync=True)``).
+
+A far-field pattern does not fix its patch's constant phase, so a network's patches can
+disagree by one constant each. The synchronisation must remove exactly that and nothing
+else: recover the object from patches given random constant phases, leave consistent
+patches alone, commute with a common phase, and not depend on how the patches arrive.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ptychopinn_core.evaluation.region import scanned_region
+from ptychopinn_core.physics.stitching import (
+    PHASE_SYNC_MAX_ROUNDS,
+    ObjectFrame,
+    Stitcher,
+    default_crop_size,
+    stitch,
+)
+from ptychopinn_core.simulation import make_demo_scan
+
+
+@pytest.fixture(scope="module")
+def integer_scan():
+    return make_demo_scan(400, size=64, nphotons=1e6, seed=5, jitter_px=0.0)
+
+
+@pytest.fixture(scope="module")
+def jittered_scan():
+    return make_demo_scan(400, size=64, nphotons=1e6, seed=4)
+
+
+def _region(scan):
+    return scanned_region(scan.positions_px, ObjectFrame.for_object(scan.object.shape), default_crop_size(64))
+
+
+def _common_phase_removed(result: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    common = np.sum(result * np.conj(reference))
+    return result * np.conj(common / abs(common))
+
+
+def _offsets(n: int, spread: float, seed: int = 0) -> np.ndarray:
+    return np.exp(1j * np.random.default_rng(seed).uniform(-spread, spread, n))[:, None, None]
+
+
+def _synchronised(scan, patches, anchor=None, chunk_size=1024):
+    frame = ObjectFrame.for_object(scan.object.shape)
+    stitcher = Stitcher(frame, patch_size=64, phase_sync=True,
+                        **({} if anchor is None else {"phase_sync_anchor": anchor}))
+    for start in range(0, len(patches), chunk_size):
+        stitcher.add(patches[start : start + chunk_size], scan.positions_px[start : start + chunk_size])
+    return stitcher.result(), stitcher
+
+
+def test_without_the_anchor_random_patch_phases_are_removed_exactly(integer_scan):
+    scan = integer_scan
+    rows, cols = _region(scan)
+    truth = scan.object[rows, cols]
+    scrambled = scan.patches * _offsets(len(scan.patches), np.pi)
+    plain = stitch(scrambled, scan.positions_px, ObjectFrame.for_object(scan.object.shape))
+    result, stitcher = _synchronised(scan, scrambled, anchor=0.0)
+    assert np.max(np.abs(plain[rows, cols] - truth)) > 1.0  # averaging scrambled phases destroys the object
+    np.testing.assert_allclose(_common_phase_removed(result[rows, cols], truth), truth, atol=1e-3)
+    assert 1 <= stitcher.sync_rounds_run < PHASE_SYNC_MAX_ROUNDS  # it converged
+
+
+def test_with_the_default_anchor_small_patch_phases_are_mostly_removed(integer_scan):
+    """Network-like errors (a few tenths of a radian per patch): the default pulls each
+    patch towards its own phase a little, and still removes most of the disagreement."""
+    scan = integer_scan
+    rows, cols = _region(scan)
+    truth = scan.object[rows, cols]
+    disturbed = scan.patches * _offsets(len(scan.patches), 0.5, seed=1)
+    plain = stitch(disturbed, scan.positions_px, ObjectFrame.for_object(scan.object.shape))
+    result, _ = _synchronised(scan, disturbed)
+
+    def error(image):
+        return np.sqrt(np.mean(np.abs(_common_phase_removed(image[rows, cols], truth) - truth) ** 2))
+
+    assert error(result) < error(plain) / 5, (error(result), error(plain))
+
+
+def test_consistent_patches_are_left_as_they_are(jittered_scan):
+    scan = jittered_scan
+    frame = ObjectFrame.for_object(scan.object.shape)
+    plain = stitch(scan.patches, scan.positions_px, frame)
+    result, _ = _synchronised(scan, scan.patches)
+    # Sub-pixel positions make each window a slightly different interpolation of the
+    # object, so the optimal factors are 1 only to that accuracy.
+    np.testing.assert_allclose(result, plain, atol=1e-2)
+    rows, cols = _region(scan)
+    assert np.sqrt(np.mean(np.abs(result - plain)[rows, cols] ** 2)) < 1e-3
+
+
+def test_a_common_phase_passes_through(jittered_scan):
+    scan = jittered_scan
+    disturbed = scan.patches * _offsets(len(scan.patches), 0.5, seed=2)
+    result, _ = _synchronised(scan, disturbed)
+    rotated, _ = _synchronised(scan, disturbed * np.exp(0.7j))
+    np.testing.assert_allclose(rotated, result * np.exp(0.7j), atol=1e-5)
+
+
+def test_chunks_do_not_change_the_result(jittered_scan):
+    scan = jittered_scan
+    disturbed = scan.patches * _offsets(len(scan.patches), 0.5, seed=3)
+    one_shot, _ = _synchronised(scan, disturbed)
+    chunked, _ = _synchronised(scan, disturbed, chunk_size=37)
+    np.testing.assert_allclose(chunked, one_shot, atol=1e-5)
+
+
+def test_amplitudes_are_the_networks_and_a_lone_patch_keeps_its_phase(jittered_scan):
+    scan = jittered_scan
+    patch = scan.patches[:1] * np.exp(1.2j)
+    position = scan.positions_px[:1]
+    frame = ObjectFrame.for_object(scan.object.shape)
+    plain = stitch(patch, position, frame)
+    synced = stitch(patch, position, frame, phase_sync=True)
+    np.testing.assert_allclose(synced, plain, atol=1e-6)
+    disturbed = scan.patches * _offsets(len(scan.patches), 0.5, seed=4)
+    result, _ = _synchronised(scan, disturbed)
+    # Where one window covers a pixel alone, synchronising changes only its phase.
+    weight = Stitcher(frame, patch_size=64)
+    weight.add(disturbed, scan.positions_px)
+    single = np.isclose(weight.weight, 1.0)
+    plain_all = stitch(disturbed, scan.positions_px, frame)
+    assert single.sum() > 0
+    np.testing.assert_allclose(np.abs(result[single]), np.abs(plain_all[single]), atol=1e-5)
+
+
+def test_bad_anchor_is_a_clear_error():
+    frame = ObjectFrame(0, 0, 32, 32)
+    for bad in (-0.1, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match="phase_sync_anchor"):
+            Stitcher(frame, patch_size=16, phase_sync=True, phase_sync_anchor=bad)
