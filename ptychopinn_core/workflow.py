@@ -129,7 +129,8 @@ def reconstruct(
     """Predict every position of ``scan`` in chunks and stitch them onto its object frame.
 
     Memory is bounded by one chunk plus the canvas (and, with ``inference.phase_sync``,
-    the placed windows: about 5 KiB a position at N = 64). For ``C > 1`` each position seeds
+    the placed windows: about 5 KiB a position at N = 64, 24 KiB at the synchronisation's
+    peak). For ``C > 1`` each position seeds
     one group and its prediction is channel 0 of that group after the overlap
     constraint (the merged object seen from the seed). The frame is the scan's
     ``objectGuess`` grid when it has one, so the result lines up with it.

@@ -22,6 +22,7 @@ from ptychopinn_core.model.bundle import ModelBundle, make_manifest, write_bundl
 from ptychopinn_core.model.inputs import prepare_model_state
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
 from ptychopinn_core.model.state import History
+from ptychopinn_core.physics.stitching import PHASE_SYNC_ANCHOR
 from ptychopinn_core.simulation import make_demo_scan
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "diagnose_model.py"
@@ -51,7 +52,8 @@ def test_every_part_is_reported(tmp_path) -> None:
         pairs = [part["ssim"], part["oracle_offsets"]["ssim"], part["plain"]["ssim"], part["phase_sync"]["ssim"],
                  *part["crop"].values()]
         assert part["phase_sync"]["ssim"] == part["ssim"] and part["phase_sync"]["rounds"] >= 1
-        assert part["phase_sync_anchor"]["0.1"] == part["phase_sync"]  # the default anchor: the same numbers
+        # The default anchor's entry: the same numbers as the default stitching.
+        assert part["phase_sync_anchor"][str(PHASE_SYNC_ANCHOR)] == part["phase_sync"]
         pairs += [entry["ssim"] for entry in part["phase_sync_anchor"].values()]
         assert all(len(pair) == 2 and all(-1 <= value <= 1 for value in pair) for pair in pairs)
         assert all(math.isfinite(part[key]) and part[key] >= 0
