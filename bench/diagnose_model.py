@@ -15,6 +15,9 @@ predictions stitched as ``ptychopinn infer`` does and scored as the benchmark sc
   ``exp(-i d_k)`` that best aligns it with the true patch in the stitching crop. Far-field
   data cannot tell a patch's constant phase; what this recovers is the part of the phase
   error that is a per-patch offset (an upper bound, it uses the truth);
+- ``oracle_planes``: the same with a phase plane (offset and ramp) per patch fitted to
+  the truth in the crop: how much of the error is low-order per patch (a ramp is not an
+  ambiguity of the data, but errs the way an offset does);
 - ``plain`` / ``phase_sync``: SSIM with the plain average of the patches and with the
   core's phase-synchronised stitching (``inference.phase_sync``, the default; physics.md,
   Stitching: offsets chosen without the truth so that the patches agree), and the
@@ -112,6 +115,7 @@ def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
     oracle = offsets_to(truth, patches)
     report["oracle_offsets"] = {"ssim": ssim(stitched(patches * oracle)),
                                 "offset_std_rad": float(np.std(np.angle(oracle)))}
+    report["oracle_planes"] = {"ssim": ssim(stitched(patches * oracle * _planes_to(truth, patches * oracle, window)))}
     anchors = {}
     for anchor in ANCHORS:
         recon = stitched(patches, phase_sync=True, phase_sync_anchor=anchor)
@@ -122,6 +126,20 @@ def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
         crops[str(value)] = ssim(workflow.reconstruct(_with(synced, {"inference.stitch_crop": value}), scan, backend))
     report["crop"] = crops
     return report, pair
+
+
+def _planes_to(truth: np.ndarray, patches: np.ndarray, window: slice) -> np.ndarray:
+    """Per patch, ``exp(i plane)`` of the |truth|-weighted plane fit of its phase error in the crop."""
+    size = patches.shape[-1]
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64) - size // 2
+    design = np.stack([np.ones(rows[window, window].size), cols[window, window].ravel(), rows[window, window].ravel()], 1)
+    planes = np.empty(patches.shape, dtype=np.complex128)
+    for k in range(len(patches)):
+        error = np.angle(truth[k, window, window] * np.conj(patches[k, window, window])).ravel()
+        weight = np.abs(truth[k, window, window]).ravel()
+        offset, slope_x, slope_y = np.linalg.lstsq(design * weight[:, None], error * weight, rcond=None)[0]
+        planes[k] = np.exp(1j * (offset + slope_x * cols + slope_y * rows))
+    return planes
 
 
 def _with(bundle, overrides: dict[str, object]):

@@ -49,7 +49,7 @@ def test_every_part_is_reported(tmp_path) -> None:
     assert report["probe"] == "velociprobe" and report["gridsize"] == 2
     for name in ("seen", "unseen"):
         part = report[name]
-        pairs = [part["ssim"], part["oracle_offsets"]["ssim"], part["plain"]["ssim"], part["phase_sync"]["ssim"],
+        pairs = [part["ssim"], part["oracle_offsets"]["ssim"], part["oracle_planes"]["ssim"], part["plain"]["ssim"], part["phase_sync"]["ssim"],
                  *part["crop"].values()]
         assert part["phase_sync"]["ssim"] == part["ssim"] and part["phase_sync"]["rounds"] >= 1
         # The default anchor's entry: the same numbers as the default stitching.
