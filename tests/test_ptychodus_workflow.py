@@ -281,7 +281,7 @@ def test_settings_file_values_reach_the_config(tmp_path):
     path = tmp_path / "settings.ini"
     path.write_text(
         "[PINN-test]\nEpochs = 7\nBatchSize = 4\nLearningRate = 5e-4\nGridSize = 2\nNumFiltersScale = 1\n"
-        "NumPhotons = 0\nSeed = 3\nDevice = cpu\nChunkSize = 64\n"
+        "NumPhotons = 0\nSeed = 3\nDevice = cpu\nChunkSize = 64\nPhaseSync = false\n"
         "RefineIterations = 4\nRefineBatchSize = 8\nRefineStepSize = 0.05\nRefineProbe = true\n"
         "RefineProbeDelay = 1\nRefineProbeStepSize = 0.002\n"
         "Overrides = training.mae_weight=0.25; model.probe_trainable=true; refine.loss=poisson\n",
@@ -293,6 +293,7 @@ def test_settings_file_values_reach_the_config(tmp_path):
     assert (config.model.gridsize, config.model.n_filters_scale) == (2, 1)
     assert config.data.nphotons == 1234.5, "NumPhotons = 0 uses the measured photons"
     assert (config.training.seed, config.execution.device, config.inference.chunk_size) == (3, "cpu", 64)
+    assert config.inference.phase_sync is False
     assert config.training.mode == "supervised"
     assert config.training.mae_weight == 0.25 and config.model.probe_trainable is True
     refine = config.refine
@@ -593,6 +594,15 @@ def test_reconstruct_local_in_process(backend, trained, scan, tmp_path, fake_on_
         assert all(np.isfinite(metrics[part][name]) for name in ("ssim", "mae", "frc50"))
     if trainer_for(backend) == FAKE_BACKEND:
         return  # the fake predicts a constant patch: no image quality to claim
+    # PhaseSync is the run's, not the model's: off, the product is the plain average.
+    (tmp_path / "plain").mkdir()
+    save_diffraction_data(tmp_path / "plain" / "diffraction.h5", diffraction)
+    plain_result = reconstruct_in_process(tmp_path / "plain", key, library_of(backend, env), model_path, diffraction,
+                                          product, {"RefineIterations": 0, "PhaseSync": False})
+    plain_bundle = dataclasses.replace(bundle, config=bundle.config.with_overrides({"inference.phase_sync": False}))
+    plain = workflow.reconstruct(plain_bundle, scan, backend_handle).object
+    np.testing.assert_allclose(plain_result.object_.get_array()[0], plain, rtol=1e-4, atol=1e-5 * np.abs(plain).max())
+    assert np.max(np.abs(plain - direct.object)) > 1e-3 * np.abs(plain).max()
     untrained = dataclasses.replace(bundle, weights=initial_weights(parameter_specs(bundle.config.model), 0))
     baseline = evaluate(workflow.reconstruct(untrained, scan, backend_handle).object, scan.object,
                         scan.positions_px, window_px=window)
