@@ -129,16 +129,16 @@ def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
 
 
 def _planes_to(truth: np.ndarray, patches: np.ndarray, window: slice) -> np.ndarray:
-    """Per patch, ``exp(i plane)`` of the |truth|-weighted plane fit of its phase error in the crop."""
+    """Per patch, ``exp(-i plane)`` removing the phase plane of its error in the crop
+    (``ptychopinn_core.evaluation.alignment.fit_phase_plane``, as the scoring removes one)."""
+    from ptychopinn_core.evaluation.alignment import fit_phase_plane
+
     size = patches.shape[-1]
-    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64) - size // 2
-    design = np.stack([np.ones(rows[window, window].size), cols[window, window].ravel(), rows[window, window].ravel()], 1)
+    rows, cols = np.indices((size, size), dtype=np.float64) - window.start  # the window's own coordinates
     planes = np.empty(patches.shape, dtype=np.complex128)
     for k in range(len(patches)):
-        error = np.angle(truth[k, window, window] * np.conj(patches[k, window, window])).ravel()
-        weight = np.abs(truth[k, window, window]).ravel()
-        offset, slope_x, slope_y = np.linalg.lstsq(design * weight[:, None], error * weight, rcond=None)[0]
-        planes[k] = np.exp(1j * (offset + slope_x * cols + slope_y * rows))
+        offset, slope_x, slope_y = fit_phase_plane(patches[k, window, window], truth[k, window, window])
+        planes[k] = np.exp(-1j * (offset + slope_x * cols + slope_y * rows))
     return planes
 
 

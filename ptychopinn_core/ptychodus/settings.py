@@ -9,9 +9,10 @@ the configuration: model, data, training, inference, refinement, execution), plu
 other field. Defaults are the configuration's, except ``NumPhotons`` (0 = measured:
 the mean total count per pattern of the data at hand).
 
-Who reads what: Train reads the model, data and training keys; Infer reads
-the inference keys (``ChunkSize``, ``PhaseSync``: how patches are stitched), ``NumPhotons`` (the photon scale of the refinement's loss) and the
-``Refine*`` keys (the network itself is the trained model's); both read ``Device``.
+Who reads what: Train reads the model, data and training keys; Infer reads the
+inference keys (``ChunkSize``, ``PhaseSync``: how patches are stitched), ``NumPhotons``
+(the photon scale of the refinement's loss) and the ``Refine*`` keys (the network
+itself is the trained model's); both read ``Device``.
 The keys marked ``pinn_only`` (the PINN loss and its physics: loss weights, overlap
 weights, trainable probe and scale, probe mask) are not read by a ``Supervised``
 training, whose loss is the MAE to the true patches; the GUI panel leaves them out there.
