@@ -6,6 +6,7 @@ Run from the repository root::
     .venv/bin/python bench/inference.py                          # every installed backend, N = 64 and 128
     .venv/bin/python bench/inference.py --backends onnx,pytorch --repeats 5 --json out.json
     .venv/bin/python bench/inference.py --no-inference --env-sizes   # only the environment sizes
+    .venv/bin/python bench/inference.py --pattern-sizes 64 --n-filters-scale 2 --published PEER
 
 For every case (``N`` in ``--pattern-sizes`` x gridsize in ``--gridsizes``) it writes ONE
 bundle (the core's seeded initial weights, ``initial_weights(parameter_specs(model),
@@ -28,6 +29,13 @@ order rotated each round, so a change of the machine's load falls on every backe
 the JSON holds the median and the spread (min, max) across rounds, the largest peak
 memories, and per case the ratio of the ONNX Runtime backend's median to the fastest
 framework backend's (goal: at least 1 on this CPU, reported, never asserted).
+
+``--published DIR`` adds the published PtychoPINN to every N = 64 case it has a model
+for (``DIR/models/g<gridsize>``), timed by ``bench/published_peer.py`` in its own
+environment on the case's very scan (its own network, trained by its own script: the
+same width only with ``--n-filters-scale 2``, its default); per case ``vs_published``
+holds each backend's medians over the peer's (goal: reconstruct, i.e. predict + stitch,
+at least 2x).
 
 ``--env-sizes`` (slow: minutes, needs the package index) builds the wheels of the core
 and of the three backends, installs ``ptychopinn-core``, ``ptychopinn-core[onnx]``,
@@ -81,6 +89,11 @@ GOALS = {
 THREAD_VARIABLES = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 #: Measures of each subprocess and their names in the JSON.
 MEASURES = {"inference": "predict", "reconstruct": "reconstruct"}
+#: The published PtychoPINN's name among the backends of a case (``--published``).
+PEER = "published"
+#: The pattern size of the peer's models (its default N).
+PEER_PATTERN_SIZE = 64
+PEER_GOAL = "each of our backends' reconstruct (predict + stitch) at least 2x the published code's, same width"
 
 
 def case_key(size: int, gridsize: int) -> str:
@@ -158,8 +171,9 @@ def _spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def summarize_runs(runs: list[dict[str, Any]], flops_per_pattern: float) -> dict[str, Any]:
-    """One backend's rounds of one case: medians and spreads; ``error`` when every round failed."""
+def summarize_runs(runs: list[dict[str, Any]], flops_per_pattern: float | None) -> dict[str, Any]:
+    """One backend's rounds of one case: medians and spreads; ``error`` when every round failed.
+    ``flops_per_pattern`` None (the published peer, another network): no GFLOP/s."""
     good = [run for run in runs if "error" not in run]
     errors = [run["error"] for run in runs if "error" in run]
     if not good:
@@ -169,7 +183,11 @@ def summarize_runs(runs: list[dict[str, Any]], flops_per_pattern: float) -> dict
     for name in MEASURES.values():
         rates = [run[name]["patterns_per_s"] for run in good]
         summary[f"{name}_patterns_per_s"] = _spread(rates)
-    summary["predict_gflops"] = summary["predict_patterns_per_s"]["median"] * flops_per_pattern / 1e9
+    summary["predict_gflops"] = (None if flops_per_pattern is None
+                                 else summary["predict_patterns_per_s"]["median"] * flops_per_pattern / 1e9)
+    for key in ("n_parameters", "n_filters_scale"):  # what the published peer reports of its network
+        if key in good[0]:
+            summary[key] = good[0][key]
     summary["build_model_s"] = statistics.median(run["reconstruct"]["build_model_s"] for run in good)
     summary["peak_rss_mib"] = max(run["peak_rss_bytes"] for run in good) / 2**20
     summary["setup_rss_mib"] = max(run["setup_rss_bytes"] for run in good) / 2**20
@@ -181,7 +199,7 @@ def summarize_runs(runs: list[dict[str, Any]], flops_per_pattern: float) -> dict
 
 def compare(backends: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """ONNX Runtime's median over the fastest framework backend's, for predict and reconstruct."""
-    measured = {name: record for name, record in backends.items() if "error" not in record}
+    measured = {name: record for name, record in backends.items() if "error" not in record and name != PEER}
     onnx = [name for name, record in measured.items() if record["framework"] == ONNX_FRAMEWORK]
     frameworks = [name for name, record in measured.items() if record["framework"] != ONNX_FRAMEWORK]
     if not onnx or not frameworks:
@@ -392,17 +410,70 @@ def measure_inference(names: list[str], args: argparse.Namespace, report) -> dic
                 plans[key] = case_plan(size, gridsize, positions[size], args.n_filters_scale, args.seed,
                                        args.seconds, args.calls, files)
                 runs[key] = {name: [] for name in names}
+                if peer_model(args.published, size, gridsize) is not None:
+                    runs[key][PEER] = []
         for round_index in range(args.repeats):
-            shift = round_index % len(names)
-            order = names[shift:] + names[:shift]
             for key, plan in plans.items():
-                for name in order:
+                members = list(runs[key])
+                shift = round_index % len(members)
+                for name in members[shift:] + members[:shift]:
                     report(f"round {round_index + 1}/{args.repeats} {key} {name}")
-                    runs[key][name].append(_run_case(name, args.device, plan, round_index))
+                    if name == PEER:
+                        case = cases[key]
+                        run = _run_published(args.published, peer_model(args.published, case["pattern_size"],
+                                                                         case["gridsize"]),
+                                             plan[0]["scan"], args.seconds, args.calls, round_index)
+                    else:
+                        run = _run_case(name, args.device, plan, round_index)
+                    runs[key][name].append(run)
     for key, case in cases.items():
-        case["backends"] = {name: summarize_runs(runs[key][name], case["flops_per_pattern"]) for name in names}
+        case["backends"] = {name: summarize_runs(runs[key][name], None if name == PEER else case["flops_per_pattern"])
+                            for name in runs[key]}
         case["onnx_vs_fastest_framework"] = compare(case["backends"])
+        if PEER in case["backends"]:
+            case["vs_published"] = compare_with_peer(case["backends"])
     return cases
+
+
+def peer_model(folder: Path | None, size: int, gridsize: int) -> Path | None:
+    """The published code's model for a case, ``FOLDER/models/g<gridsize>`` (its N is 64), if present."""
+    if folder is None or size != PEER_PATTERN_SIZE:
+        return None
+    model = folder / "models" / f"g{gridsize}"
+    return model if model.is_dir() else None
+
+
+def _run_published(folder: Path, model: Path, scan: str, seconds: float, calls: int,
+                   round_index: int) -> dict[str, Any]:
+    """The published code's predict and reconstruct on the case's scan, in its own interpreter."""
+    command = [str(folder / "venv-tf" / "bin" / "python"), str(REPO / "bench" / "published_peer.py"), "measure",
+               "--source", str(folder / "PtychoPINN"), "--model", str(model), "--scan", scan,
+               "--seconds", str(seconds), "--calls", str(calls)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    except subprocess.TimeoutExpired as error:
+        return {"round": round_index, "error": f"timed out: {error}"}
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines() or ["(no output)"]
+        return {"round": round_index, "error": f"{lines[-1]} (exit status {result.returncode})"}
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    return {"round": round_index, **output}
+
+
+def compare_with_peer(backends: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each of our backends' median over the published code's, for predict and reconstruct."""
+    peer = backends[PEER]
+    if "error" in peer:
+        return {"skipped": "the published code's measurement failed"}
+    result: dict[str, Any] = {"goal": PEER_GOAL}
+    for name, record in backends.items():
+        if name == PEER or "error" in record:
+            continue
+        result[name] = {measure: record[f"{measure}_patterns_per_s"]["median"]
+                        / peer[f"{measure}_patterns_per_s"]["median"] for measure in MEASURES.values()}
+        result[name]["meets_goal"] = result[name]["reconstruct"] >= 2
+    return result
 
 
 def _run_case(name: str, device: str, plan: list[dict[str, Any]], round_index: int) -> dict[str, Any]:
@@ -458,7 +529,8 @@ def print_tables(console: Console, results: dict[str, Any]) -> None:
                     continue
                 table.add_row(label, name, _rate(record["predict_patterns_per_s"]),
                               _rate(record["reconstruct_patterns_per_s"]), f"{record['build_model_s']:.2f}",
-                              f"{record['predict_gflops']:.1f}", f"{record['peak_rss_mib']:,.0f}",
+                              "-" if record["predict_gflops"] is None else f"{record['predict_gflops']:.1f}",
+                              f"{record['peak_rss_mib']:,.0f}",
                               f"{record['setup_rss_mib']:,.0f}")
         console.print(table)
         table = Table(title="ONNX Runtime / fastest framework backend (medians; goal >= 1)")
@@ -473,6 +545,21 @@ def print_tables(console: Console, results: dict[str, Any]) -> None:
                      + ("" if comparison[name]["meets_goal"] else " [red](below)[/]") for name in MEASURES.values()]
             table.add_row(key, *cells)
         console.print(table)
+        peers = {key: case["vs_published"] for key, case in results["cases"].items() if "vs_published" in case}
+        if peers:
+            table = Table(title="Ours / the published PtychoPINN (medians; goal: reconstruct >= 2)")
+            for column in ("case", "backend", "predict", "reconstruct"):
+                table.add_column(column, justify="left" if column in ("case", "backend") else "right")
+            for key, comparison in peers.items():
+                if "skipped" in comparison:
+                    table.add_row(key, comparison["skipped"], "", "")
+                    continue
+                for name, ratios in comparison.items():
+                    if name == "goal":
+                        continue
+                    table.add_row(key, name, f"{ratios['predict']:.2f}", f"{ratios['reconstruct']:.2f}"
+                                  + ("" if ratios["meets_goal"] else " [red](below)[/]"))
+            console.print(table)
     sizes = results.get("env_sizes")
     if sizes is None:
         return
@@ -520,10 +607,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-sizes", action="store_true",
                         help="also measure fresh environments with each backend (minutes, needs the package index)")
     parser.add_argument("--no-inference", action="store_true", help="skip the inference measurements")
+    parser.add_argument("--published", type=Path, metavar="DIR",
+                        help="also time the published PtychoPINN on the same scans (N = 64): DIR holds its "
+                             "environment venv-tf/, its source PtychoPINN/ and models/g1/, models/g2/ "
+                             "(bench/published_peer.py; docs/benchmarks.md, 'PyTorch speed')")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.calls < 1:
         parser.error("--repeats and --calls must be at least 1")
+    if args.published is not None:
+        args.published = args.published.resolve()
+        if not (args.published / "venv-tf" / "bin" / "python").exists():
+            parser.error(f"--published {args.published}: no venv-tf/bin/python there")
 
     registry = BackendRegistry.discover()
     try:
@@ -542,13 +637,14 @@ def main(argv: list[str] | None = None) -> int:
         progress.print(f"[dim]{time.perf_counter() - started:6.1f} s[/] {message}")
 
     settings = {key: getattr(args, key) for key in ("n_filters_scale", "repeats", "seconds", "calls", "device", "seed")}
+    settings["published"] = None if args.published is None else str(args.published)
     settings.update({"backends": names, "pattern_sizes": sizes, "gridsizes": gridsizes,
                      "positions": {str(size): count for size, count in parse_positions(args.positions, sizes).items()},
                      # Thread settings the subprocesses inherit (the ``ptychopinn`` command sets
                      # OMP_WAIT_POLICY=PASSIVE unless set; these measurements do not).
                      "environment": {name: os.environ.get(name) for name in THREAD_VARIABLES}})
     results: dict[str, Any] = {"benchmark": "inference", "machine": machine_info(), "settings": settings,
-                               "goals": GOALS}
+                               "goals": GOALS if args.published is None else {**GOALS, "published": PEER_GOAL}}
     if not args.no_inference:
         results["cases"] = measure_inference(names, args, report)
     if args.env_sizes:

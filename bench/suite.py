@@ -16,10 +16,10 @@ the tables) with:
   (``bench/grouping.py``, ``bench/simulate_stitch.py``);
 - ``backends.<name>``: the framework's float32 matmul and 3x3-convolution peaks
   (``matmul_peak_gflops``, ``conv_peak_gflops``); inference throughput (patterns/s
-  after warm-up) for N = 64 and 128, gridsize 1 and 2; training throughput (patterns/s
-  over an epoch after the first; skipped, with ``"training": {"skipped": "inference
-  only"}``, for a backend that cannot train, such as ``onnx``); for each case, the peak
-  memory of the process, the model's FLOPs per pattern
+  after warm-up) and training throughput (patterns/s over an epoch after the first),
+  each for N = 64 and 128, gridsize 1 and 2 (training skipped, with ``"training":
+  {"skipped": "inference only"}``, for a backend that cannot train, such as ``onnx``);
+  for each case, the peak memory of the process, the model's FLOPs per pattern
   (:mod:`ptychopinn_core.model.flops`), the achieved GFLOP/s and its fractions of both
   peaks (``fraction_of_matmul_peak``, ``fraction_of_conv_peak``). The network is 3x3
   convolutions, so the conv peak is the ceiling that matters; the matmul peak is a
@@ -68,8 +68,8 @@ from ptychopinn_core.model.flops import model_flops
 from benchlib import finish, machine_info
 
 BENCH_DIR = Path(__file__).resolve().parent
-#: Inference cases ``(N, gridsize)``.
-INFERENCE_CASES = ((64, 1), (64, 2), (128, 1), (128, 2))
+#: Inference and training cases ``(N, gridsize)``.
+CASES = ((64, 1), (64, 2), (128, 1), (128, 2))
 #: Wall-time limit of one measurement subprocess.
 MEASUREMENT_TIMEOUT_S = 900
 #: The peaks a backend's cases are compared with, and the Measurement fields that size each.
@@ -90,8 +90,8 @@ class Settings:
     inference_groups: dict[int, int]  # groups per predict call, by N
     inference_seconds: float  # keep repeating predict for this long (after the warm-up)
     repeats: int  # least number of timed predict calls; grouping and overlap get one more
-    training_positions: int
-    training_gridsizes: tuple[int, ...]
+    training_positions: dict[int, int]  # positions of the training scan, by N
+    training_cases: tuple[tuple[int, int], ...]  # (N, gridsize)
     training_epochs: int  # the first is set apart (start-up)
     matmul_size: int
     matmul_repeats: int  # the best is the peak
@@ -104,12 +104,12 @@ class Settings:
 
 FULL = Settings(
     n_filters_scale=2, inference_groups={64: 128, 128: 32}, inference_seconds=3.0, repeats=2,
-    training_positions=192, training_gridsizes=(1, 2), training_epochs=2, matmul_size=2048, matmul_repeats=10,
+    training_positions={64: 192, 128: 64}, training_cases=CASES, training_epochs=2, matmul_size=2048, matmul_repeats=10,
     conv_repeats=10, rounds=3, grouping_positions=100_000, overlap_groups=256, stitch_positions=4000,
 )
 QUICK = Settings(
     n_filters_scale=1, inference_groups={64: 12, 128: 6}, inference_seconds=0.0, repeats=1,
-    training_positions=24, training_gridsizes=(1,), training_epochs=2, matmul_size=1024, matmul_repeats=5,
+    training_positions={64: 24}, training_cases=((64, 1),), training_epochs=2, matmul_size=1024, matmul_repeats=5,
     conv_repeats=3, rounds=1, grouping_positions=20_000, overlap_groups=32, stitch_positions=1000,
 )
 
@@ -170,12 +170,12 @@ def backend_plan(settings: Settings, training: bool = True) -> list[dict[str, An
         {"measure": "inference", "pattern_size": size, "gridsize": gridsize, "n_filters_scale": scale,
          "n_positions": settings.inference_groups[size], "seconds": settings.inference_seconds,
          "repeats": settings.repeats}
-        for size, gridsize in INFERENCE_CASES
+        for size, gridsize in CASES
     ]
     plan += [
-        {"measure": "training", "pattern_size": 64, "gridsize": gridsize, "n_filters_scale": scale,
-         "n_positions": settings.training_positions, "epochs": settings.training_epochs}
-        for gridsize in settings.training_gridsizes
+        {"measure": "training", "pattern_size": size, "gridsize": gridsize, "n_filters_scale": scale,
+         "n_positions": settings.training_positions[size], "epochs": settings.training_epochs}
+        for size, gridsize in settings.training_cases
     ] if training else []
     return plan
 
