@@ -177,39 +177,57 @@ def test_forward_amplitude_is_the_physics_of_its_patches(framework) -> None:
     assert bitwise_equal(predicted, result.patches) or relative_error(predicted, result.patches) <= 1e-6
 
 
-def test_prediction_in_slices_is_the_prediction_in_one_call(framework, monkeypatch) -> None:
+@pytest.mark.parametrize("group_network", ["shared", "joint"])
+def test_prediction_in_slices_is_the_prediction_in_one_call(framework, monkeypatch, group_network: str) -> None:
     """``predict`` runs a chunk in slices (PyTorch on a CPU: ``inference_groups`` groups, the
     cache rule of ptychopinn_core.model.batching; TensorFlow: ``PREDICT_BATCH``, its graph
     being fastest in large batches). Slices of 3 cut the 16 groups into 6, the last one short, and every
-    group's patches are those of the one-call forward pass."""
+    group's patches are those of the one-call forward pass. With the shared group network the
+    network runs once per distinct pattern (ptychopinn_core.model.distinct): fewer passes
+    than the groups' patterns, the same patches."""
     from ptychopinn_core.model import batching
 
-    model, data, ids = setup(framework, make_config())
+    model, data, ids = setup(framework, make_config(model={"group_network": group_network}))
     diffraction, offsets = data.gather(ids)
     whole = model.forward(diffraction, offsets).patches
     inference = importlib.import_module(f"{framework.model.__package__}.inference")
-    sizes = []
+    shared = group_network == "shared"
+    sizes, passes = [], []
     if not hasattr(inference, "inference_groups"):  # TensorFlow: count the compiled function's calls
         monkeypatch.setattr(inference, "PREDICT_BATCH", 3)
-        compiled = inference._prediction_function
-        monkeypatch.setattr(inference, "_prediction_function", lambda model: _counting(compiled(model), sizes))
+        name = "_distinct_function" if shared else "_prediction_function"
+        compiled = getattr(inference, name)
+        monkeypatch.setattr(inference, name, lambda model: _counting(compiled(model), sizes, passes))
     else:  # PyTorch: count the module's calls
         per_group = batching.widest_activation(model.config.model) * 4
         monkeypatch.setattr(batching, "ACTIVATION_BUDGET_BYTES", 3 * per_group)
         assert batching.inference_groups(model.config.model) == 3
-        monkeypatch.setattr(model.module, "patches", _counting(model.module.patches, sizes))
+        if shared:
+            heads = model.module.heads
+            monkeypatch.setattr(model.module, "heads", lambda values: passes.append(values.shape[0]) or heads(values))
+            monkeypatch.setattr(model.module, "patches_from_heads", _counting(model.module.patches_from_heads, sizes))
+        else:
+            monkeypatch.setattr(model.module, "patches", _counting(model.module.patches, sizes, passes))
     assert len(ids) > 3 and len(ids) % 3 != 0
     sliced = model.predict(diffraction, offsets)
     assert sizes == [3] * (len(ids) // 3) + [len(ids) % 3]
+    patterns = len(ids) * model.config.model.group_size
+    if shared:  # each pattern of a slice (TensorFlow) or of the chunk (PyTorch) once
+        assert 0 < sum(passes) < patterns
+    else:
+        assert sum(passes) == len(ids)  # the joint network: one pass a group
     assert sliced.shape == whole.shape
     assert relative_error(sliced, whole) <= 1e-6
 
 
-def _counting(function, sizes: list):
-    """``function``, recording the batch size of each call in ``sizes``."""
-    def counted(diffraction, offsets):
-        sizes.append(int(diffraction.shape[0]))
-        return function(diffraction, offsets)
+def _counting(function, sizes: list, passes: list | None = None):
+    """``function``, recording the groups of each call in ``sizes`` (its last argument, the
+    offsets, has one row a group) and the network passes (its first argument's rows) in ``passes``."""
+    def counted(*arguments):
+        sizes.append(int(arguments[-1].shape[0]))
+        if passes is not None:
+            passes.append(int(arguments[0].shape[0]))
+        return function(*arguments)
     return counted
 
 

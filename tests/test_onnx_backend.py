@@ -277,6 +277,28 @@ def test_empty_and_batched_predictions(bundle: ModelBundle, monkeypatch) -> None
         model.predict(diffraction[:, :1], offsets)
 
 
+def test_predict_runs_each_distinct_pattern_once(bundle: ModelBundle, monkeypatch) -> None:
+    """The shared network runs once per distinct pattern of a run (ptychopinn_core.model.distinct),
+    with the masked probe's merge weights, and the patches are the plain graph's; new weights
+    reach that graph too."""
+    model = OnnxModel(bundle.config, bundle.state, bundle.weights)
+    diffraction, offsets = make_inputs(bundle.config, groups=7)
+    diffraction[1:, 0] = diffraction[:-1, 1]  # neighbours repeat, as in an inference chunk
+    counted = []
+    distinct = onnx_model.distinct_patterns
+    monkeypatch.setattr(onnx_model, "distinct_patterns",
+                        lambda chunk: counted.append(chunk.shape[0]) or distinct(chunk))
+    monkeypatch.setattr(onnx_model, "BATCH_PIXELS", 2 * 4 * 16 * 16)  # two groups a run
+    for weights in (bundle.weights, random_weights(bundle.config.model, seed=8)):
+        model.set_weights(weights)
+        counted.clear()
+        predicted = model.predict(diffraction, offsets)
+        assert counted == [2, 2, 2, 1]
+        assert relative_error(predicted, model.forward(diffraction, offsets).patches) \
+            <= TOLERANCES["prediction_repeat"].relative
+    assert sum(distinct(diffraction[start:start + 2]).patterns.shape[0] for start in range(0, 7, 2)) < 7 * 4
+
+
 def test_a_new_state_replaces_the_probe(bundle: ModelBundle) -> None:
     model = OnnxModel(bundle.config, bundle.state, bundle.weights)
     diffraction, offsets = make_inputs(bundle.config)

@@ -40,11 +40,12 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import TensorProto, numpy_helper
 
 from ptychopinn_core.atomic import atomic_write
 from ptychopinn_core.config import Config, ConfigError, ModelConfig
 from ptychopinn_core.model.bundle import BundleError, ModelBundle, bundle_digest, require_model_file
+from ptychopinn_core.model.distinct import runs_patterns_alone
 from ptychopinn_core.model.parameters import (
     ParameterSpec,
     describe_architecture,
@@ -59,12 +60,14 @@ from ptychopinn_onnx import __version__, graph
 from ptychopinn_onnx.graph import Complex, GraphBuilder
 
 __all__ = [
+    "DISTINCT_INPUTS",
     "FORMAT",
     "FORMAT_VERSION",
     "INPUTS",
     "METADATA_KEYS",
     "OUTPUTS",
     "SUFFIXES",
+    "build_distinct_proto",
     "build_model_proto",
     "build_network_proto",
     "bundle_proto",
@@ -83,6 +86,8 @@ SUFFIXES = (".onnx",)
 #: Graph inputs and outputs, in order.
 INPUTS = ("diffraction", "offsets_xy")
 OUTPUTS = ("patches_real", "patches_imag", "amplitude")
+#: Inputs of the in-memory graph that runs a chunk's distinct patterns (build_distinct_proto).
+DISTINCT_INPUTS = ("patterns", "index", "offsets_xy")
 #: Initializers of the probe (``state.probe`` as stored, not masked).
 PROBE_REAL, PROBE_IMAG = "probe_real", "probe_imag"
 #: Metadata keys, in the order they are written.
@@ -93,6 +98,7 @@ METADATA_KEYS = tuple(
 #: Canonical HWIO kernel -> ONNX OIHW, and back.
 _TO_ONNX, _TO_CANONICAL = (3, 2, 0, 1), (2, 3, 1, 0)
 _BATCH = "batch"
+_DISTINCT = "distinct"
 _DOC = (
     "PtychoPINN: far-field ptychography diffraction amplitudes (diffraction, offsets_xy) to object patches "
     "after the overlap constraint (patches_real, patches_imag) and their predicted diffraction amplitude "
@@ -124,17 +130,20 @@ def merge_weights(config: Config, probe: np.ndarray) -> np.ndarray:
 # -- building -------------------------------------------------------------------------------
 
 
-def _network(g: GraphBuilder, model_config: ModelConfig, diffraction: str) -> tuple[Complex, tuple[str, str]]:
+def _network(g: GraphBuilder, model_config: ModelConfig, diffraction: str,
+             index: str | None = None) -> tuple[Complex, tuple[str, str]]:
     """The layers of ``describe_architecture`` in order.
 
     Returns the complex patches ``(B, C, N, N)`` and the heads' amplitude and phase
     ``(B, C, N/2, N/2)``. A shared group network (``c = 1 < C``) folds the group into the
     batch before the first layer, ``(B, C, N, N) -> (B*C, 1, N, N)``, and unfolds the
-    heads' outputs.
+    heads' outputs. With ``index`` (a shared network), ``diffraction`` holds distinct
+    patterns ``(U, 1, N, N)`` and the heads are gathered into the groups by ``index``
+    ``(B, C)`` instead (:mod:`ptychopinn_core.model.distinct`).
     """
     size, group = model_config.pattern_size, model_config.group_size
     channels = network_channels(model_config)
-    folded = channels != group
+    folded = channels != group and index is None
     source = diffraction
     if folded:
         source = g.op("Reshape", diffraction, g.ints(-1, channels, size, size), hint="fold_group")
@@ -156,6 +165,9 @@ def _network(g: GraphBuilder, model_config: ModelConfig, diffraction: str) -> tu
             head = inputs[0]
             if folded:
                 head = g.op("Reshape", head, g.ints(-1, group, size // 2, size // 2), hint=f"{name}.unfold")
+            elif index is not None:
+                head = g.op("Reshape", head, g.ints(-1, size // 2, size // 2), hint=f"{name}.distinct")
+                head = g.op("Gather", head, index, axis=0, hint=f"{name}.gather")
             heads.append(head)
             value = graph.pad_to_full(g, head, size, name)
         elif op == "complex_combine":
@@ -267,6 +279,36 @@ def build_model_proto(config: Config, state: ModelState, weights: Mapping[str, n
         "ptychopinn.state": _json(state.to_json()),
     })
     return model
+
+
+def build_distinct_proto(config: Config, state: ModelState, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """The patches of :func:`build_model_proto` from a chunk's distinct patterns (inference only).
+
+    For a shared group network (``c = 1 < C``): inputs ``patterns`` ``(U, 1, N, N)``,
+    ``index`` ``(B, C)`` int64 (group ``b``'s channel ``c`` is ``patterns[index[b, c]]``)
+    and ``offsets_xy``; outputs ``patches_real`` and ``patches_imag`` ``(B, C, N, N)``. The
+    network runs once per distinct pattern (:mod:`ptychopinn_core.model.distinct`). Built
+    in memory by :class:`~ptychopinn_onnx.model.OnnxModel`; files hold the plain graph.
+    """
+    model_config = config.model
+    if not runs_patterns_alone(model_config):
+        raise ValueError("build_distinct_proto: needs a shared group network with gridsize > 1 "
+                         f"(model.group_network={model_config.group_network!r}, gridsize={model_config.gridsize})")
+    size, group = model_config.pattern_size, model_config.group_size
+    specs = parameter_specs(model_config)
+    weights = validate_weights(weights, specs, "weights")
+    g = GraphBuilder()
+    patterns = g.add_input(DISTINCT_INPUTS[0], [_DISTINCT, 1, size, size])
+    index = g.add_input(DISTINCT_INPUTS[1], [_BATCH, group], elem_type=TensorProto.INT64)
+    offsets = g.add_input(DISTINCT_INPUTS[2], [_BATCH, group, 2])
+    _add_weights(g, specs, weights)
+    patches, _ = _network(g, model_config, patterns, index=index)
+    weights_name = g.initializer("overlap_weights", merge_weights(config, effective_probe(config, state)))
+    patches = graph.enforce_overlap(g, patches, offsets, weights_name, size, group)
+    for source, name in zip(patches, OUTPUTS[:2]):
+        g.add_output(source, name, [_BATCH, group, size, size])
+    return g.model("ptychopinn_distinct", doc_string="PtychoPINN patches from distinct patterns",
+                   producer_version=__version__)
 
 
 def bundle_proto(bundle: ModelBundle) -> onnx.ModelProto:

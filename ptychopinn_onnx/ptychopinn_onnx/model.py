@@ -21,7 +21,8 @@ from ptychopinn_core.model.batching import MAX_INFERENCE_GROUPS
 from ptychopinn_core.model.inputs import check_model_inputs
 from ptychopinn_core.model.parameters import PARAMETER_DTYPE, parameter_specs, validate_weights
 from ptychopinn_core.model.state import ModelState
-from ptychopinn_onnx.export import OUTPUTS, build_model_proto, effective_probe
+from ptychopinn_core.model.distinct import distinct_patterns, runs_patterns_alone
+from ptychopinn_onnx.export import DISTINCT_INPUTS, OUTPUTS, build_distinct_proto, build_model_proto, effective_probe
 
 __all__ = ["MAX_BATCH_GROUPS", "BATCH_PIXELS", "OnnxModel", "batch_groups", "new_session"]
 
@@ -92,6 +93,7 @@ class OnnxModel:
         self._weights = self._checked_copy(weights)
         self._state = state
         self._session = new_session(build_model_proto(config, state, self._weights))
+        self._distinct_session: ort.InferenceSession | None = None  # built at the first predict
 
     def _checked_copy(self, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         checked = validate_weights(weights, self._specs, "OnnxModel weights")
@@ -115,6 +117,7 @@ class OnnxModel:
         """A new probe (the graph is rebuilt with it); the scales are fixed at build time."""
         self._state.check_replacement(state)
         self._session = new_session(build_model_proto(self.config, state, self._weights))
+        self._distinct_session = None
         self._state = state
 
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -126,6 +129,7 @@ class OnnxModel:
         one does not fit (nothing changes then)."""
         checked = self._checked_copy(weights)
         self._session = new_session(build_model_proto(self.config, self._state, checked))
+        self._distinct_session = None
         self._weights = checked
 
     # -- prediction ---------------------------------------------------------------------
@@ -151,12 +155,35 @@ class OnnxModel:
     def predict(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
         """Object patches after the overlap constraint, complex64 (B, C, N, N).
 
-        Asks the session for the patches only, so the far field is not computed.
+        Asks the session for the patches only, so the far field is not computed; a shared
+        group network runs once per distinct pattern of each batch (:func:`build_distinct_proto`).
         """
-        real, imag = self._run(diffraction, offsets_xy, OUTPUTS[:2])
+        if runs_patterns_alone(self.config.model):
+            real, imag = self._run_distinct(diffraction, offsets_xy)
+        else:
+            real, imag = self._run(diffraction, offsets_xy, OUTPUTS[:2])
         patches = np.empty(real.shape, dtype=np.complex64)
         patches.real, patches.imag = real, imag
         return patches
+
+    def _run_distinct(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> list[np.ndarray]:
+        """``patches_real, patches_imag`` of checked inputs, each batch's network passes run
+        on its distinct patterns only."""
+        model = self.config.model
+        diffraction, offsets_xy = check_model_inputs(diffraction, offsets_xy, model.pattern_size, model.group_size)
+        offsets_xy = np.ascontiguousarray(offsets_xy)
+        if self._distinct_session is None:
+            self._distinct_session = new_session(build_distinct_proto(self.config, self._state, self._weights))
+        step = batch_groups(model.pattern_size, model.group_size)
+        parts = []
+        for start in range(0, diffraction.shape[0], step):
+            distinct = distinct_patterns(diffraction[start:start + step])
+            feed = dict(zip(DISTINCT_INPUTS, (distinct.patterns[:, None], distinct.index,
+                                              offsets_xy[start:start + step])))
+            parts.append(self._distinct_session.run(list(OUTPUTS[:2]), feed))
+        if not parts:  # an empty chunk
+            return [np.zeros(diffraction.shape, dtype=np.float32) for _ in range(2)]
+        return [np.concatenate(outputs) if len(parts) > 1 else outputs[0] for outputs in zip(*parts)]
 
     def forward(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> ForwardResult:
         """Patches (complex64) and predicted amplitude ``|F(O' P)|`` (float32), (B, C, N, N) each."""

@@ -5,7 +5,9 @@ The core streams a scan in chunks (``workflow.reconstruct`` with
 patches. The compiled function has a shape-polymorphic batch axis, so chunks of any
 size (the last one is usually smaller) reuse one trace. A chunk is run in slices of
 at most :data:`PREDICT_BATCH` groups to bound the activation memory (at N = 64 and the
-default width one group needs about 7 MiB of activations per layer).
+default width one group needs about 7 MiB of activations per layer). With the ``shared``
+group network a slice runs the network once per distinct pattern, not once per group
+member (:mod:`ptychopinn_core.model.distinct`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from ptychopinn_core.model.batching import MAX_INFERENCE_GROUPS
+from ptychopinn_core.model.distinct import distinct_patterns, runs_patterns_alone
 
 __all__ = ["PREDICT_BATCH", "predict_patches"]
 
@@ -27,6 +30,25 @@ def _prediction_function(model):
     if model._prediction_function is None:
         model._prediction_function = tf.function(model.patches, input_signature=model.input_signature())
     return model._prediction_function
+
+
+def _distinct_function(model):
+    """The model's compiled ``patches`` of a slice given as its distinct patterns (``shared``)."""
+    if model._distinct_functions is None:
+        size, channels = model.pattern_size, model.group_size
+        real = tf.as_dtype(model.real_dtype)
+
+        def patches(patterns: tf.Tensor, index: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
+            amplitude, phase = model.network(patterns)  # (U, 1, N/2, N/2): one pattern a pass
+            return model.patches_from_heads(tf.gather(amplitude[:, 0], index), tf.gather(phase[:, 0], index),
+                                            offsets_xy)
+
+        model._distinct_functions = tf.function(patches, input_signature=[
+            tf.TensorSpec((None, 1, size, size), real, name="patterns"),
+            tf.TensorSpec((None, channels), tf.int64, name="index"),
+            tf.TensorSpec((None, channels, 2), real, name="offsets_xy"),
+        ])
+    return model._distinct_functions
 
 
 def predict_patches(model, diffraction: np.ndarray, offsets_xy: np.ndarray) -> np.ndarray:
@@ -48,12 +70,18 @@ def predict_patches(model, diffraction: np.ndarray, offsets_xy: np.ndarray) -> n
     ndarray, complex64, shape (B, C, N, N)
     """
     diffraction, offsets_xy = model.check_inputs(diffraction, offsets_xy)
-    function = _prediction_function(model)
+    alone = runs_patterns_alone(model.config.model)
+    function = _distinct_function(model) if alone else _prediction_function(model)
     pieces = []
     with model.placement():
         for start in range(0, diffraction.shape[0], PREDICT_BATCH):
             stop = start + PREDICT_BATCH
-            patches = function(tf.constant(diffraction[start:stop]), tf.constant(offsets_xy[start:stop]))
+            if alone:
+                distinct = distinct_patterns(diffraction[start:stop])
+                patches = function(tf.constant(distinct.patterns[:, None]), tf.constant(distinct.index),
+                                   tf.constant(offsets_xy[start:stop]))
+            else:
+                patches = function(tf.constant(diffraction[start:stop]), tf.constant(offsets_xy[start:stop]))
             pieces.append(patches.numpy())
     if not pieces:
         size, channels = model.pattern_size, model.group_size

@@ -124,6 +124,7 @@ class PinnModel:
         self._state = state
         self._forward_function = None
         self._prediction_function = None  # built by ptychopinn_tf.inference
+        self._distinct_functions = None  # built by ptychopinn_tf.inference (shared group network)
 
     # -- placement and variables ----------------------------------------------------
 
@@ -184,6 +185,10 @@ class PinnModel:
     def patches(self, diffraction: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
         """Object patches after the overlap constraint, complex64 (B, C, N, N) (differentiable)."""
         amplitude, phase = self.network(diffraction)
+        return self.patches_from_heads(amplitude, phase, offsets_xy)
+
+    def patches_from_heads(self, amplitude: tf.Tensor, phase: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
+        """``enforce_overlap(pad_to_full(A * exp(i * phi), N), offsets)``, complex64 (B, C, N, N)."""
         objects = layers.pad_to_full(layers.complex_combine(amplitude, phase), self.pattern_size)
         return layers.enforce_overlap(objects, offsets_xy, self.overlap_weights())
 
