@@ -278,9 +278,9 @@ def test_empty_and_batched_predictions(bundle: ModelBundle, monkeypatch) -> None
 
 
 def test_predict_runs_each_distinct_pattern_once(bundle: ModelBundle, monkeypatch) -> None:
-    """The shared network runs once per distinct pattern of a run (ptychopinn_core.model.distinct),
-    with the masked probe's merge weights, and the patches are the plain graph's; new weights
-    reach that graph too."""
+    """The shared network runs once per distinct pattern of the chunk (ptychopinn_core.model.distinct),
+    the physics after it with the masked probe's merge weights, both in bounded runs, and the
+    patches are the plain graph's; new weights and a new probe reach those graphs too."""
     model = OnnxModel(bundle.config, bundle.state, bundle.weights)
     diffraction, offsets = make_inputs(bundle.config, groups=7)
     diffraction[1:, 0] = diffraction[:-1, 1]  # neighbours repeat, as in an inference chunk
@@ -289,14 +289,18 @@ def test_predict_runs_each_distinct_pattern_once(bundle: ModelBundle, monkeypatc
     monkeypatch.setattr(onnx_model, "distinct_patterns",
                         lambda chunk: counted.append(chunk.shape[0]) or distinct(chunk))
     monkeypatch.setattr(onnx_model, "BATCH_PIXELS", 2 * 4 * 16 * 16)  # two groups a run
-    for weights in (bundle.weights, random_weights(bundle.config.model, seed=8)):
-        model.set_weights(weights)
+    probe = (bundle.state.probe * np.linspace(0.5, 1.5, 16, dtype=np.float32)).astype(np.complex64)
+    changes = [lambda: None, lambda: model.set_weights(random_weights(bundle.config.model, seed=8)),
+               lambda: setattr(model, "state", ModelState(probe=probe, intensity_scale=bundle.state.intensity_scale,
+                                                          amplitude_normalisation=1.0, probe_mask=True))]
+    for change in changes:
+        change()
         counted.clear()
         predicted = model.predict(diffraction, offsets)
-        assert counted == [2, 2, 2, 1]
+        assert counted == [7]  # the whole chunk's distinct patterns
         assert relative_error(predicted, model.forward(diffraction, offsets).patches) \
             <= TOLERANCES["prediction_repeat"].relative
-    assert sum(distinct(diffraction[start:start + 2]).patterns.shape[0] for start in range(0, 7, 2)) < 7 * 4
+    assert distinct(diffraction).patterns.shape[0] == 7 * 4 - 6
 
 
 def test_a_new_state_replaces_the_probe(bundle: ModelBundle) -> None:

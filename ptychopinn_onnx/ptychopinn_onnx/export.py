@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
+from onnx import numpy_helper
 
 from ptychopinn_core.atomic import atomic_write
 from ptychopinn_core.config import Config, ConfigError, ModelConfig
@@ -60,14 +60,14 @@ from ptychopinn_onnx import __version__, graph
 from ptychopinn_onnx.graph import Complex, GraphBuilder
 
 __all__ = [
-    "DISTINCT_INPUTS",
+    "MERGE_INPUTS",
     "FORMAT",
     "FORMAT_VERSION",
     "INPUTS",
     "METADATA_KEYS",
     "OUTPUTS",
     "SUFFIXES",
-    "build_distinct_proto",
+    "build_merge_proto",
     "build_model_proto",
     "build_network_proto",
     "bundle_proto",
@@ -86,8 +86,8 @@ SUFFIXES = (".onnx",)
 #: Graph inputs and outputs, in order.
 INPUTS = ("diffraction", "offsets_xy")
 OUTPUTS = ("patches_real", "patches_imag", "amplitude")
-#: Inputs of the in-memory graph that runs a chunk's distinct patterns (build_distinct_proto).
-DISTINCT_INPUTS = ("patterns", "index", "offsets_xy")
+#: Inputs of the in-memory graph of the physics after gathered heads (build_merge_proto).
+MERGE_INPUTS = ("amplitude_head", "phase_head", "offsets_xy")
 #: Initializers of the probe (``state.probe`` as stored, not masked).
 PROBE_REAL, PROBE_IMAG = "probe_real", "probe_imag"
 #: Metadata keys, in the order they are written.
@@ -98,7 +98,6 @@ METADATA_KEYS = tuple(
 #: Canonical HWIO kernel -> ONNX OIHW, and back.
 _TO_ONNX, _TO_CANONICAL = (3, 2, 0, 1), (2, 3, 1, 0)
 _BATCH = "batch"
-_DISTINCT = "distinct"
 _DOC = (
     "PtychoPINN: far-field ptychography diffraction amplitudes (diffraction, offsets_xy) to object patches "
     "after the overlap constraint (patches_real, patches_imag) and their predicted diffraction amplitude "
@@ -130,20 +129,17 @@ def merge_weights(config: Config, probe: np.ndarray) -> np.ndarray:
 # -- building -------------------------------------------------------------------------------
 
 
-def _network(g: GraphBuilder, model_config: ModelConfig, diffraction: str,
-             index: str | None = None) -> tuple[Complex, tuple[str, str]]:
+def _network(g: GraphBuilder, model_config: ModelConfig, diffraction: str) -> tuple[Complex, tuple[str, str]]:
     """The layers of ``describe_architecture`` in order.
 
     Returns the complex patches ``(B, C, N, N)`` and the heads' amplitude and phase
     ``(B, C, N/2, N/2)``. A shared group network (``c = 1 < C``) folds the group into the
     batch before the first layer, ``(B, C, N, N) -> (B*C, 1, N, N)``, and unfolds the
-    heads' outputs. With ``index`` (a shared network), ``diffraction`` holds distinct
-    patterns ``(U, 1, N, N)`` and the heads are gathered into the groups by ``index``
-    ``(B, C)`` instead (:mod:`ptychopinn_core.model.distinct`).
+    heads' outputs.
     """
     size, group = model_config.pattern_size, model_config.group_size
     channels = network_channels(model_config)
-    folded = channels != group and index is None
+    folded = channels != group
     source = diffraction
     if folded:
         source = g.op("Reshape", diffraction, g.ints(-1, channels, size, size), hint="fold_group")
@@ -165,9 +161,6 @@ def _network(g: GraphBuilder, model_config: ModelConfig, diffraction: str,
             head = inputs[0]
             if folded:
                 head = g.op("Reshape", head, g.ints(-1, group, size // 2, size // 2), hint=f"{name}.unfold")
-            elif index is not None:
-                head = g.op("Reshape", head, g.ints(-1, size // 2, size // 2), hint=f"{name}.distinct")
-                head = g.op("Gather", head, index, axis=0, hint=f"{name}.gather")
             heads.append(head)
             value = graph.pad_to_full(g, head, size, name)
         elif op == "complex_combine":
@@ -281,33 +274,31 @@ def build_model_proto(config: Config, state: ModelState, weights: Mapping[str, n
     return model
 
 
-def build_distinct_proto(config: Config, state: ModelState, weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
-    """The patches of :func:`build_model_proto` from a chunk's distinct patterns (inference only).
+def build_merge_proto(config: Config, state: ModelState) -> onnx.ModelProto:
+    """The physics after the heads, for a shared group network at inference (in memory only).
 
-    For a shared group network (``c = 1 < C``): inputs ``patterns`` ``(U, 1, N, N)``,
-    ``index`` ``(B, C)`` int64 (group ``b``'s channel ``c`` is ``patterns[index[b, c]]``)
-    and ``offsets_xy``; outputs ``patches_real`` and ``patches_imag`` ``(B, C, N, N)``. The
-    network runs once per distinct pattern (:mod:`ptychopinn_core.model.distinct`). Built
-    in memory by :class:`~ptychopinn_onnx.model.OnnxModel`; files hold the plain graph.
+    Inputs ``amplitude_head`` and ``phase_head`` ``(B, C, N/2, N/2)`` (the heads of each
+    group's patterns, gathered from a chunk's distinct patterns, which the network of
+    :func:`build_network_proto` at gridsize 1 runs once each: the same parameters,
+    :mod:`ptychopinn_core.model.distinct`) and ``offsets_xy``; outputs ``patches_real``,
+    ``patches_imag`` ``(B, C, N, N)``: pad, combine and the overlap constraint with the
+    merge weights of :func:`build_model_proto`. Files hold the whole graph.
     """
     model_config = config.model
     if not runs_patterns_alone(model_config):
-        raise ValueError("build_distinct_proto: needs a shared group network with gridsize > 1 "
+        raise ValueError("build_merge_proto: needs a shared group network with gridsize > 1 "
                          f"(model.group_network={model_config.group_network!r}, gridsize={model_config.gridsize})")
     size, group = model_config.pattern_size, model_config.group_size
-    specs = parameter_specs(model_config)
-    weights = validate_weights(weights, specs, "weights")
     g = GraphBuilder()
-    patterns = g.add_input(DISTINCT_INPUTS[0], [_DISTINCT, 1, size, size])
-    index = g.add_input(DISTINCT_INPUTS[1], [_BATCH, group], elem_type=TensorProto.INT64)
-    offsets = g.add_input(DISTINCT_INPUTS[2], [_BATCH, group, 2])
-    _add_weights(g, specs, weights)
-    patches, _ = _network(g, model_config, patterns, index=index)
+    heads = [g.add_input(name, [_BATCH, group, size // 2, size // 2]) for name in MERGE_INPUTS[:2]]
+    offsets = g.add_input(MERGE_INPUTS[2], [_BATCH, group, 2])
+    padded = [graph.pad_to_full(g, head, size, f"{head}.pad") for head in heads]
+    patches = graph.complex_combine(g, padded[0], padded[1], "patches")
     weights_name = g.initializer("overlap_weights", merge_weights(config, effective_probe(config, state)))
     patches = graph.enforce_overlap(g, patches, offsets, weights_name, size, group)
     for source, name in zip(patches, OUTPUTS[:2]):
         g.add_output(source, name, [_BATCH, group, size, size])
-    return g.model("ptychopinn_distinct", doc_string="PtychoPINN patches from distinct patterns",
+    return g.model("ptychopinn_merge", doc_string="PtychoPINN patches from gathered heads",
                    producer_version=__version__)
 
 

@@ -22,7 +22,15 @@ from ptychopinn_core.model.inputs import check_model_inputs
 from ptychopinn_core.model.parameters import PARAMETER_DTYPE, parameter_specs, validate_weights
 from ptychopinn_core.model.state import ModelState
 from ptychopinn_core.model.distinct import distinct_patterns, runs_patterns_alone
-from ptychopinn_onnx.export import DISTINCT_INPUTS, OUTPUTS, build_distinct_proto, build_model_proto, effective_probe
+from ptychopinn_onnx.export import (
+    INPUTS,
+    MERGE_INPUTS,
+    OUTPUTS,
+    build_merge_proto,
+    build_model_proto,
+    build_network_proto,
+    effective_probe,
+)
 
 __all__ = ["MAX_BATCH_GROUPS", "BATCH_PIXELS", "OnnxModel", "batch_groups", "new_session"]
 
@@ -93,7 +101,11 @@ class OnnxModel:
         self._weights = self._checked_copy(weights)
         self._state = state
         self._session = new_session(build_model_proto(config, state, self._weights))
-        self._distinct_session: ort.InferenceSession | None = None  # built at the first predict
+        # A shared group network's predict: the network at gridsize 1 (the same parameters)
+        # on a chunk's distinct patterns, then the physics on the gathered heads; built at
+        # the first predict.
+        self._heads_session: ort.InferenceSession | None = None
+        self._merge_session: ort.InferenceSession | None = None
 
     def _checked_copy(self, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         checked = validate_weights(weights, self._specs, "OnnxModel weights")
@@ -117,7 +129,7 @@ class OnnxModel:
         """A new probe (the graph is rebuilt with it); the scales are fixed at build time."""
         self._state.check_replacement(state)
         self._session = new_session(build_model_proto(self.config, state, self._weights))
-        self._distinct_session = None
+        self._merge_session = None  # its merge weights are the probe's
         self._state = state
 
     def get_weights(self) -> dict[str, np.ndarray]:
@@ -129,7 +141,7 @@ class OnnxModel:
         one does not fit (nothing changes then)."""
         checked = self._checked_copy(weights)
         self._session = new_session(build_model_proto(self.config, self._state, checked))
-        self._distinct_session = None
+        self._heads_session = None
         self._weights = checked
 
     # -- prediction ---------------------------------------------------------------------
@@ -156,7 +168,7 @@ class OnnxModel:
         """Object patches after the overlap constraint, complex64 (B, C, N, N).
 
         Asks the session for the patches only, so the far field is not computed; a shared
-        group network runs once per distinct pattern of each batch (:func:`build_distinct_proto`).
+        group network runs once per distinct pattern of the chunk (:meth:`_run_distinct`).
         """
         if runs_patterns_alone(self.config.model):
             real, imag = self._run_distinct(diffraction, offsets_xy)
@@ -167,22 +179,32 @@ class OnnxModel:
         return patches
 
     def _run_distinct(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> list[np.ndarray]:
-        """``patches_real, patches_imag`` of checked inputs, each batch's network passes run
-        on its distinct patterns only."""
+        """``patches_real, patches_imag`` of checked inputs: the network once per distinct
+        pattern of the chunk (:func:`~ptychopinn_core.model.distinct.distinct_patterns`), its
+        heads gathered into the groups, then the physics, each in bounded runs."""
         model = self.config.model
-        diffraction, offsets_xy = check_model_inputs(diffraction, offsets_xy, model.pattern_size, model.group_size)
+        size, group = model.pattern_size, model.group_size
+        diffraction, offsets_xy = check_model_inputs(diffraction, offsets_xy, size, group)
         offsets_xy = np.ascontiguousarray(offsets_xy)
-        if self._distinct_session is None:
-            self._distinct_session = new_session(build_distinct_proto(self.config, self._state, self._weights))
-        step = batch_groups(model.pattern_size, model.group_size)
+        if self._heads_session is None:
+            single = model.model_copy(update={"gridsize": 1})  # a shared network's own parameters
+            self._heads_session = new_session(build_network_proto(single, self._weights))
+        if self._merge_session is None:
+            self._merge_session = new_session(build_merge_proto(self.config, self._state))
+        distinct = distinct_patterns(diffraction)
+        patterns = distinct.patterns[:, None]
+        step = batch_groups(size, 1)
+        heads = [self._heads_session.run(list(MERGE_INPUTS[:2]), {INPUTS[0]: patterns[start:start + step]})
+                 for start in range(0, patterns.shape[0], step)]
+        if not heads:  # an empty chunk
+            return [np.zeros(diffraction.shape, dtype=np.float32) for _ in range(2)]
+        amplitude, phase = (np.concatenate(parts)[:, 0] for parts in zip(*heads))
+        step = batch_groups(size, group)
         parts = []
         for start in range(0, diffraction.shape[0], step):
-            distinct = distinct_patterns(diffraction[start:start + step])
-            feed = dict(zip(DISTINCT_INPUTS, (distinct.patterns[:, None], distinct.index,
-                                              offsets_xy[start:start + step])))
-            parts.append(self._distinct_session.run(list(OUTPUTS[:2]), feed))
-        if not parts:  # an empty chunk
-            return [np.zeros(diffraction.shape, dtype=np.float32) for _ in range(2)]
+            index = distinct.index[start:start + step]
+            feed = dict(zip(MERGE_INPUTS, (amplitude[index], phase[index], offsets_xy[start:start + step])))
+            parts.append(self._merge_session.run(list(OUTPUTS[:2]), feed))
         return [np.concatenate(outputs) if len(parts) > 1 else outputs[0] for outputs in zip(*parts)]
 
     def forward(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> ForwardResult:
