@@ -100,7 +100,8 @@ class OnnxModel:
         self._specs = parameter_specs(config.model)
         self._weights = self._checked_copy(weights)
         self._state = state
-        self._session = new_session(build_model_proto(config, state, self._weights))
+        self._proto = build_model_proto(config, state, self._weights)  # checked now, run when first asked
+        self._session: ort.InferenceSession | None = None
         # A shared group network's predict: the network at gridsize 1 (the same parameters)
         # on a chunk's distinct patterns, then the physics on the gathered heads; built at
         # the first predict.
@@ -128,7 +129,7 @@ class OnnxModel:
     def state(self, state: ModelState) -> None:
         """A new probe (the graph is rebuilt with it); the scales are fixed at build time."""
         self._state.check_replacement(state)
-        self._session = new_session(build_model_proto(self.config, state, self._weights))
+        self._proto, self._session = build_model_proto(self.config, state, self._weights), None
         self._merge_session = None  # its merge weights are the probe's
         self._state = state
 
@@ -140,7 +141,7 @@ class OnnxModel:
         """Load canonical weights and rebuild the graph; ValueError naming the parameter if
         one does not fit (nothing changes then)."""
         checked = self._checked_copy(weights)
-        self._session = new_session(build_model_proto(self.config, self._state, checked))
+        self._proto, self._session = build_model_proto(self.config, self._state, checked), None
         self._heads_session = None
         self._weights = checked
 
@@ -156,7 +157,7 @@ class OnnxModel:
         offsets_xy = np.ascontiguousarray(offsets_xy)
         step = batch_groups(model.pattern_size, model.group_size)
         parts = [
-            self._session.run(list(outputs), {"diffraction": diffraction[start:start + step],
+            self._whole_session().run(list(outputs), {"diffraction": diffraction[start:start + step],
                                               "offsets_xy": offsets_xy[start:start + step]})
             for start in range(0, diffraction.shape[0], step)
         ]
@@ -177,6 +178,13 @@ class OnnxModel:
         patches = np.empty(real.shape, dtype=np.complex64)
         patches.real, patches.imag = real, imag
         return patches
+
+    def _whole_session(self) -> ort.InferenceSession:
+        """The session of the whole graph (built at its first use: a shared group network's
+        ``predict`` never needs it)."""
+        if self._session is None:
+            self._session = new_session(self._proto)
+        return self._session
 
     def _run_distinct(self, diffraction: np.ndarray, offsets_xy: np.ndarray) -> list[np.ndarray]:
         """``patches_real, patches_imag`` of checked inputs: the network once per distinct
