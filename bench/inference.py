@@ -446,18 +446,12 @@ def peer_model(folder: Path | None, size: int, gridsize: int) -> Path | None:
 def _run_published(folder: Path, model: Path, scan: str, seconds: float, calls: int,
                    round_index: int) -> dict[str, Any]:
     """The published code's predict and reconstruct on the case's scan, in its own interpreter."""
-    command = [str(folder / "venv-tf" / "bin" / "python"), str(REPO / "bench" / "published_peer.py"), "measure",
-               "--source", str(folder / "PtychoPINN"), "--model", str(model), "--scan", scan,
-               "--seconds", str(seconds), "--calls", str(calls)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
-    except subprocess.TimeoutExpired as error:
-        return {"round": round_index, "error": f"timed out: {error}"}
-    if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines() or ["(no output)"]
-        return {"round": round_index, "error": f"{lines[-1]} (exit status {result.returncode})"}
-    output = json.loads(result.stdout.strip().splitlines()[-1])
+        output = run_json("published_peer.py", "measure", "--source", str(folder / "PtychoPINN"),
+                          "--model", str(model), "--scan", scan, "--seconds", str(seconds), "--calls", str(calls),
+                          python=str(folder / "venv-tf" / "bin" / "python"))
+    except (MeasurementError, subprocess.TimeoutExpired) as error:
+        return {"round": round_index, "error": str(error)}
     return {"round": round_index, **output}
 
 

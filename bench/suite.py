@@ -118,9 +118,10 @@ class MeasurementError(RuntimeError):
     """A benchmark subprocess failed; the message holds its command and last output."""
 
 
-def run_json(script: str, *arguments: str) -> dict[str, Any]:
-    """Run ``bench/<script>`` in a fresh interpreter; its JSON (whole stdout or last line)."""
-    command = [sys.executable, str(BENCH_DIR / script), *arguments]
+def run_json(script: str, *arguments: str, python: str = sys.executable) -> dict[str, Any]:
+    """Run ``bench/<script>`` in a fresh interpreter (``python``: another environment's, such
+    as the published code's); its JSON (whole stdout or last line)."""
+    command = [python, str(BENCH_DIR / script), *arguments]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=MEASUREMENT_TIMEOUT_S)
     if result.returncode == 0:

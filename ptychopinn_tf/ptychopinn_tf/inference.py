@@ -6,8 +6,8 @@ patches. The compiled function has a shape-polymorphic batch axis, so chunks of 
 size (the last one is usually smaller) reuse one trace. A chunk is run in slices of
 at most :data:`PREDICT_BATCH` groups to bound the activation memory (at N = 64 and the
 default width one group needs about 7 MiB of activations per layer). With the ``shared``
-group network a slice runs the network once per distinct pattern, not once per group
-member (:mod:`ptychopinn_core.model.distinct`).
+group network the network runs once per distinct pattern of the chunk, not once per
+group member (:mod:`ptychopinn_core.model.distinct`), as in the PyTorch backend.
 """
 
 from __future__ import annotations
@@ -32,22 +32,20 @@ def _prediction_function(model):
     return model._prediction_function
 
 
-def _distinct_function(model):
-    """The model's compiled ``patches`` of a slice given as its distinct patterns (``shared``)."""
+def _distinct_functions(model):
+    """The model's compiled network on single patterns and its patches from gathered heads
+    (a shared group network's predict, :func:`_patches_of_distinct`; built once per model)."""
     if model._distinct_functions is None:
-        size, channels = model.pattern_size, model.group_size
-        real = tf.as_dtype(model.real_dtype)
-
-        def patches(patterns: tf.Tensor, index: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
-            amplitude, phase = model.network(patterns)  # (U, 1, N/2, N/2): one pattern a pass
-            return model.patches_from_heads(tf.gather(amplitude[:, 0], index), tf.gather(phase[:, 0], index),
-                                            offsets_xy)
-
-        model._distinct_functions = tf.function(patches, input_signature=[
-            tf.TensorSpec((None, 1, size, size), real, name="patterns"),
-            tf.TensorSpec((None, channels), tf.int64, name="index"),
-            tf.TensorSpec((None, channels, 2), real, name="offsets_xy"),
-        ])
+        size, channels, half = model.pattern_size, model.group_size, model.pattern_size // 2
+        real, heads = tf.as_dtype(model.real_dtype), model.network.dtype
+        model._distinct_functions = (
+            tf.function(model.network, input_signature=[tf.TensorSpec((None, 1, size, size), real, name="patterns")]),
+            tf.function(model.patches_from_heads, input_signature=[
+                tf.TensorSpec((None, channels, half, half), heads, name="amplitude"),
+                tf.TensorSpec((None, channels, half, half), heads, name="phase"),
+                tf.TensorSpec((None, channels, 2), real, name="offsets_xy"),
+            ]),
+        )
     return model._distinct_functions
 
 
@@ -70,20 +68,36 @@ def predict_patches(model, diffraction: np.ndarray, offsets_xy: np.ndarray) -> n
     ndarray, complex64, shape (B, C, N, N)
     """
     diffraction, offsets_xy = model.check_inputs(diffraction, offsets_xy)
-    alone = runs_patterns_alone(model.config.model)
-    function = _distinct_function(model) if alone else _prediction_function(model)
-    pieces = []
     with model.placement():
-        for start in range(0, diffraction.shape[0], PREDICT_BATCH):
-            stop = start + PREDICT_BATCH
-            if alone:
-                distinct = distinct_patterns(diffraction[start:stop])
-                patches = function(tf.constant(distinct.patterns[:, None]), tf.constant(distinct.index),
-                                   tf.constant(offsets_xy[start:stop]))
-            else:
-                patches = function(tf.constant(diffraction[start:stop]), tf.constant(offsets_xy[start:stop]))
-            pieces.append(patches.numpy())
+        if runs_patterns_alone(model.config.model):
+            pieces = _patches_of_distinct(model, diffraction, offsets_xy)
+        else:
+            function = _prediction_function(model)
+            pieces = [function(tf.constant(diffraction[start:start + PREDICT_BATCH]),
+                               tf.constant(offsets_xy[start:start + PREDICT_BATCH])).numpy()
+                      for start in range(0, diffraction.shape[0], PREDICT_BATCH)]
     if not pieces:
         size, channels = model.pattern_size, model.group_size
         return np.zeros((0, channels, size, size), dtype=np.complex64)
     return np.concatenate(pieces).astype(np.complex64, copy=False)
+
+
+def _patches_of_distinct(model, diffraction: np.ndarray, offsets_xy: np.ndarray) -> list[np.ndarray]:
+    """The shared network once per distinct pattern of the chunk, then each group's heads
+    gathered and merged (ptychopinn_core.model.distinct); :data:`PREDICT_BATCH` groups'
+    worth of passes a call."""
+    heads_function, merge_function = _distinct_functions(model)
+    passes = PREDICT_BATCH * model.group_size
+    distinct = distinct_patterns(diffraction)
+    patterns = distinct.patterns[:, None]  # groups of one
+    heads = [heads_function(tf.constant(patterns[start:start + passes]))
+             for start in range(0, patterns.shape[0], passes)]
+    if not heads:
+        return []
+    amplitude = tf.concat([head[0] for head in heads], axis=0)[:, 0]
+    phase = tf.concat([head[1] for head in heads], axis=0)[:, 0]
+    index = distinct.index
+    return [merge_function(tf.gather(amplitude, index[start:start + PREDICT_BATCH]),
+                           tf.gather(phase, index[start:start + PREDICT_BATCH]),
+                           tf.constant(offsets_xy[start:start + PREDICT_BATCH])).numpy()
+            for start in range(0, index.shape[0], PREDICT_BATCH)]
