@@ -114,6 +114,14 @@ class Framework:
         """The model's network output (amplitude, phase) for ``diffraction``."""
         raise NotImplementedError
 
+    def training_heads(self, model: Any, diffraction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The network output as the training loop computes it (bfloat16 at "bf16-mixed")."""
+        raise NotImplementedError
+
+    def training_loss(self, model: Any, diffraction: np.ndarray, offsets: np.ndarray) -> float:
+        """The loss of one batch as the training loop computes it (bfloat16 network at "bf16-mixed")."""
+        raise NotImplementedError
+
     def trainable_scalars(self, model: Any) -> int:
         """Number of real numbers the model trains (a complex number counts twice)."""
         raise NotImplementedError
@@ -173,6 +181,13 @@ class TensorFlow(Framework):
     def model_heads(self, model, diffraction):
         return self.run_network(model.network, diffraction)
 
+    def training_heads(self, model, diffraction):
+        amplitude, phase = model.network(self.tf.constant(diffraction), model.training_network_dtype)
+        return amplitude.numpy(), phase.numpy()
+
+    def training_loss(self, model, diffraction, offsets):
+        return float(model.training_loss(self.tf.constant(diffraction), self.tf.constant(offsets)))
+
     def trainable_scalars(self, model):
         return sum(variable.shape.num_elements() * (2 if variable.dtype.is_complex else 1)
                    for variable in model.trainable_variables)
@@ -229,6 +244,20 @@ class Torch(Framework):
 
     def model_heads(self, model, diffraction):
         return self.run_network(model.module.network, diffraction)
+
+    def _training_autocast(self, model):
+        """Lightning's autocast for the model's precision (disabled unless "bf16-mixed")."""
+        mixed = model.config.execution.precision == "bf16-mixed"
+        return self.torch.autocast("cpu", dtype=self.torch.bfloat16, enabled=mixed)
+
+    def training_heads(self, model, diffraction):
+        with self.torch.no_grad(), self._training_autocast(model):
+            amplitude, phase = model.module.heads(self.torch.from_numpy(np.array(diffraction, copy=True)))
+        return amplitude.numpy(), phase.numpy()
+
+    def training_loss(self, model, diffraction, offsets):
+        with self.torch.no_grad(), self._training_autocast(model):
+            return float(model.loss(self.tensor(diffraction), self.tensor(offsets)))
 
     def trainable_scalars(self, model):
         return sum(parameter.numel() * (2 if parameter.is_complex() else 1)

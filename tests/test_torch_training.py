@@ -3,7 +3,7 @@
 The epoch policy (losses, schedule, early stopping, time budget), checkpoints,
 kill-and-resume and the run-folder settings are checked for every backend by the
 conformance kit (tests/test_conformance.py); here: the steps are torch's Adam on the
-core's batches, supervised mode, trainable probe and scale, bf16, Lightning's settings
+core's batches, supervised mode, trainable probe and scale, Lightning's settings
 and loggers. Small models (N = 16, n_filters_scale 1), seconds per test.
 """
 
@@ -94,14 +94,6 @@ def test_trainable_probe_and_scale() -> None:
     outside = np.hypot(*np.meshgrid(np.arange(16) - 8, np.arange(16) - 8)) > 4
     assert np.all(state.probe[outside] == 0)  # ... inside the mask only
     assert model.get_weights()["log_intensity_scale"] != 0
-
-
-def test_bf16_mixed_precision_trains() -> None:
-    config = _config(**{"execution.precision": "bf16-mixed", "training.epochs": 2})
-    model, data = _setup(config)
-    history = train_model(model, data, config, lambda event: None)
-    assert all(math.isfinite(record.train_loss) for record in history.epochs)
-    assert model.get_weights()["head_amplitude.kernel"].dtype == np.float32
 
 
 def test_execution_settings_are_checked() -> None:

@@ -41,12 +41,14 @@ _GROUP_NETWORKS = typing.get_args(ModelConfig.model_fields["group_network"].anno
               help="model.group_network to compare at gridsize > 1 (repeatable; default every one).")
 @click.option("--float64-training", is_flag=True,
               help="Also compare the training steps in float64 (slow on CPUs).")
+@click.option("--bf16-training", is_flag=True,
+              help="Also compare the training steps in bf16-mixed precision (the network in bfloat16).")
 @click.option("--no-reconstruction", is_flag=True, help="Skip the bundle -> reconstruction level.")
 @click.option("--refine-iterations", default=10, show_default=True, type=click.IntRange(min=0),
               help="Refinement iterations compared from the same flat start (0 skips the level).")
 @config_options
 def parity_command(data_path, json_path, plots_dir, steps, backend_names, gridsizes, modes, architectures,
-                   group_networks, float64_training, no_reconstruction, refine_iterations, config_path, assignments) -> None:
+                   group_networks, float64_training, bf16_training, no_reconstruction, refine_iterations, config_path, assignments) -> None:
     """Run the installed backends side by side from the same weights and data and
     print how far apart they are at every level: physics steps against numpy, forward
     pass, loss and gradients (float32 and float64), refinement from the same start, the
@@ -84,7 +86,7 @@ def parity_command(data_path, json_path, plots_dir, steps, backend_names, gridsi
     say = (lambda text: None) if quiet else (lambda text: click.echo(f"parity: {text}", err=True))
     report = run_parity(
         scan, backends, config, steps=steps, cases=cases,
-        training_precisions=("32", "64") if float64_training else ("32",),
+        training_precisions=("32", *(("64",) if float64_training else ()), *(("bf16-mixed",) if bf16_training else ())),
         reconstruction=not no_reconstruction, refine_iterations=refine_iterations, progress=say,
     )
     _print_table(report)

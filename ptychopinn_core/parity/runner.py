@@ -13,7 +13,8 @@ one table of tolerances):
     Patches and predicted amplitude of one batch, backend against backend, from the
     same canonical weights; in float32 and in float64 (``execution.precision="64"``).
 ``loss`` / ``gradients``
-    The training loss of one batch and its gradient with respect to every canonical
+    The training loss of one batch (relative to the loss above its floor, the batch's loss
+    under a perfect prediction) and its gradient with respect to every canonical
     parameter. In float64 every parameter's gradient is held to a tolerance. In float32
     the gradient is reported, not held: a ReLU pre-activation that lies within float32
     rounding of zero lands on either side of the kink depending on the summation order,
@@ -23,7 +24,9 @@ one table of tolerances):
     agree to ~1e-12: the definitions are the same.
 ``training``
     ``steps`` optimisation steps from the same weights on the same batches (the core
-    orders them): the two loss curves, step by step.
+    orders them): the two loss curves, step by step, each step's difference relative to
+    the loss above its floor (the batch's loss under a perfect prediction); in float32,
+    and on request float64 and bf16-mixed (the network in bfloat16).
 ``refinement``
     ``refine_iterations`` iterations of refinement (docs/physics.md §10, probe refined in
     the last half) from the same flat start on the whole scan: each backend's refined
@@ -64,6 +67,7 @@ from ptychopinn_core.model.inputs import prepare_model_state
 from ptychopinn_core.parity.cases import PHYSICS_OPS, physics_case
 from ptychopinn_core.parity.report import ParityReport
 from ptychopinn_core.parity.tolerances import TOLERANCES, relative_error
+from ptychopinn_core.physics import pinn_loss
 from ptychopinn_core.training.data import prepare_training_data
 
 __all__ = ["BATCH_GROUPS", "ParityCase", "parity_cases", "run_parity"]
@@ -115,7 +119,12 @@ def parity_cases(
 
 
 def _precision_name(precision: str) -> str:
-    return "float64" if precision == "64" else "float32"
+    return {"64": "float64", "bf16-mixed": "bfloat16-mixed"}.get(precision, "float32")
+
+
+def _bits(precision: str) -> str:
+    """The suffix of a precision's tolerances in TOLERANCES (``forward:32``, ``training:bf16``, ...)."""
+    return {"64": "64", "bf16-mixed": "bf16"}.get(precision, "32")
 
 
 def _timed(function: Callable[[], Any]) -> tuple[Any, float]:
@@ -129,12 +138,34 @@ def _pairs(names: Sequence[str]) -> list[tuple[str, str]]:
     return list(itertools.combinations(names, 2))
 
 
-def _curve_error(curve: Sequence[float], reference: Sequence[float]) -> float:
-    """Largest per-step relative difference (inf when the lengths differ)."""
+def _curve_error(curve: Sequence[float], reference: Sequence[float], floors: Sequence[float] | float = 0.0) -> float:
+    """Largest per-step difference relative to the reference's loss above its floor (inf when
+    the lengths differ).
+
+    The Poisson loss carries a data-only constant (about -4e6 at 1e9 photons) that no
+    model changes, so a difference relative to ``|loss|`` would hide the network's part
+    (tens to thousands); the floor (the loss of a perfect prediction on the same batch,
+    0 for the supervised MAEs) takes it out.
+    """
     if len(curve) != len(reference) or not len(reference):
         return math.inf
     curve, reference = np.asarray(curve, np.float64), np.asarray(reference, np.float64)
-    return float(np.max(np.abs(curve - reference) / np.maximum(np.abs(reference), np.finfo(np.float64).tiny)))
+    above = np.abs(reference - np.asarray(floors, np.float64))
+    return float(np.max(np.abs(curve - reference) / np.maximum(above, np.finfo(np.float64).tiny)))
+
+
+def _batch_floor(diffraction: np.ndarray, intensity_scale: float, training) -> float:
+    """The loss of a perfect prediction (``A_hat = X_n``) on one batch; 0 for the supervised MAEs."""
+    if training.mode != "pinn":
+        return 0.0
+    diffraction = diffraction.astype(np.float64)
+    return pinn_loss(diffraction, diffraction, intensity_scale, training.nll_weight, training.mae_weight)
+
+
+def _batch_floors(data, training) -> list[float]:
+    """:func:`_batch_floor` of each training batch of epoch 0, in order."""
+    return [_batch_floor(data.gather(group_ids)[0], data.intensity_scale, training)
+            for group_ids in data.epoch_batches(0)]
 
 
 # -- levels ---------------------------------------------------------------------------------
@@ -229,7 +260,8 @@ def _one_batch_levels(
     diffraction, offsets = data.gather(group_ids)
     truth = data.gather_truth(group_ids) if case.mode == "supervised" else None
     weights = initial_weights(parameter_specs(config.model), config.training.seed)
-    bits = precision if precision == "64" else "32"
+    floor = _batch_floor(diffraction, data.intensity_scale, config.training)
+    bits = _bits(precision)
     label = f"{case.label}, {_precision_name(precision)}"
 
     results = {}
@@ -260,7 +292,7 @@ def _one_batch_levels(
                 )
         if first not in trainers or second not in trainers:
             continue
-        report._add("loss", "loss", label, compared, abs(loss_b - loss_a) / abs(loss_a), f"loss:{bits}")
+        report._add("loss", "loss", label, compared, abs(loss_b - loss_a) / abs(loss_a - floor), f"loss:{bits}")
         all_a = np.concatenate([value.ravel() for value in gradients_a.values()])
         all_b = np.concatenate([gradients_b[key].ravel() for key in gradients_a])
         report._add("gradients", "all parameters", label, compared, relative_error(all_b, all_a), f"gradients:{bits}")
@@ -284,8 +316,9 @@ def _training_level(
     from ptychopinn_core.workflow import train
 
     config = _case_config(base, case, precision, steps, scan.n_positions)
-    bits = precision if precision == "64" else "32"
+    bits = _bits(precision)
     label = f"{case.label}, {_precision_name(precision)}"
+    floors = _batch_floors(prepare_training_data(scan, config), config.training)
     curves: dict[str, list[float]] = {}
     bundles: dict[str, ModelBundle] = {}
     for name, backend in backends.items():
@@ -301,7 +334,7 @@ def _training_level(
     report.curves[label] = curves
     for first, second in _pairs(list(backends)):
         report._add("training", f"loss curve ({steps} steps)", label, f"{second} vs {first}",
-                    _curve_error(curves[second], curves[first]), f"training:{bits}")
+                    _curve_error(curves[second], curves[first], floors), f"training:{bits}")
     return bundles
 
 
@@ -382,7 +415,7 @@ def run_parity(
         x every group network (gridsize 2) x pinn and supervised.
     precisions : sequence of {"32", "64"}
         Precisions of the forward, loss and gradient levels.
-    training_precisions : sequence of {"32", "64"}
+    training_precisions : sequence of {"32", "64", "bf16-mixed"}
         Precisions of the training level (float64 training is slow on CPUs: PyTorch
         has no fast float64 convolution there); the models trained in the first one
         are the ones reconstructed.

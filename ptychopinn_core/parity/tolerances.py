@@ -87,7 +87,7 @@ TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
             "pick other kernels for other batch sizes, which reorders float32 sums",
         ),
         # -- parity report levels, backend against backend (docs/parity.md); errors of a loss
-        #    curve are its largest per-step |a - b| / |b|
+        #    curve are its largest per-step |a - b| / |b - floor|
         "forward:32": Tolerance(
             1e-5, "float32 rounding through ~10 convolutions, bilinear shifts and an FFT (design.md §7)"
         ),
@@ -105,7 +105,16 @@ TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
             "gradient vanishes for a constant phase) amplify eps 1e-16 by up to ~1e5",
         ),
         "training:32": Tolerance(
-            1e-3, "loss curves of the first steps: float32 differences (and kink flips) grow step by step"
+            1e-2,
+            "loss curves of the first steps, relative to the loss above its floor: float32 differences "
+            "(and kink flips) grow ~1.5x per step; measured <= 4e-3 after 20 steps (N = 64)",
+        ),
+        "training:bf16": Tolerance(
+            1e-1,
+            "the same steps with the network in bfloat16 (8 significant bits): both frameworks round "
+            "the same values at the same places (the forward pass agrees to ~1e-7), but a rounding "
+            "that falls the other way moves an element by 4e-3 and later steps grow it; measured "
+            "<= 3e-2 after 20 steps, as far as one backend's own bfloat16 and float32 curves part",
         ),
         "training:64": Tolerance(
             1e-4,

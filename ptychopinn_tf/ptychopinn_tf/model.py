@@ -108,6 +108,10 @@ class PinnModel:
         tf.config.experimental.enable_tensor_float_32_execution(False)
         self.config = config
         self.real_dtype, self.complex_dtype = compute_dtypes(config.execution.precision)
+        # The network's dtype in the training loop (training_loss): bfloat16 for "bf16-mixed".
+        self.training_network_dtype = (
+            tf.bfloat16 if config.execution.precision == "bf16-mixed" else tf.as_dtype(self.real_dtype)
+        )
         self.pattern_size = size
         self.group_size = config.model.group_size
         self.device = None if tf.distribute.has_strategy() else select_device(config.execution)
@@ -182,9 +186,14 @@ class PinnModel:
             return self._intensity_scale
         return self._intensity_scale * tf.exp(log_scale)
 
-    def patches(self, diffraction: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
-        """Object patches after the overlap constraint, complex64 (B, C, N, N) (differentiable)."""
-        amplitude, phase = self.network(diffraction)
+    def patches(self, diffraction: tf.Tensor, offsets_xy: tf.Tensor,
+                network_dtype: tf.DType | None = None) -> tf.Tensor:
+        """Object patches after the overlap constraint, complex64 (B, C, N, N) (differentiable).
+
+        ``network_dtype``: the network's compute dtype (default: its own, float32); the
+        physics stays in the model's dtypes.
+        """
+        amplitude, phase = self.network(diffraction, network_dtype)
         return self.patches_from_heads(amplitude, phase, offsets_xy)
 
     def patches_from_heads(self, amplitude: tf.Tensor, phase: tf.Tensor, offsets_xy: tf.Tensor) -> tf.Tensor:
@@ -198,14 +207,15 @@ class PinnModel:
             return None
         return layers.probe_weights(self.probe())
 
-    def forward_tensors(self, diffraction: tf.Tensor, offsets_xy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def forward_tensors(self, diffraction: tf.Tensor, offsets_xy: tf.Tensor,
+                        network_dtype: tf.DType | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """``(patches complex64, A_hat float32)``, both (B, C, N, N) (differentiable)."""
-        patches = self.patches(diffraction, offsets_xy)
+        patches = self.patches(diffraction, offsets_xy, network_dtype)
         amplitude = tf.abs(layers.far_field(layers.illuminate(patches, self.probe())))
         return patches, amplitude
 
     def loss(self, diffraction: tf.Tensor, offsets_xy: tf.Tensor, truth: tf.Tensor | None = None) -> tf.Tensor:
-        """The training loss of one batch (module docstring), float32 scalar.
+        """The training loss of one batch (module docstring), float32 scalar, the network in float32.
 
         Parameters
         ----------
@@ -215,16 +225,24 @@ class PinnModel:
         truth : tf.Tensor, complex64, (B, C, N, N), optional
             Ground-truth patches ``Y``; required in supervised mode, ignored otherwise.
         """
+        return self._loss(diffraction, offsets_xy, truth, None)
+
+    def training_loss(self, diffraction: tf.Tensor, offsets_xy: tf.Tensor, truth: tf.Tensor | None = None) -> tf.Tensor:
+        """:meth:`loss` with the network in the training precision (bfloat16 for "bf16-mixed")."""
+        return self._loss(diffraction, offsets_xy, truth, self.training_network_dtype)
+
+    def _loss(self, diffraction: tf.Tensor, offsets_xy: tf.Tensor, truth: tf.Tensor | None,
+              network_dtype: tf.DType | None) -> tf.Tensor:
         training = self.config.training
         if training.mode == "supervised":
             if truth is None:
                 raise ValueError("missing truth: training.mode='supervised' needs the ground-truth patches Y")
-            amplitude, phase = self.network(diffraction)
+            amplitude, phase = self.network(diffraction, network_dtype)
             quarter, half = self.pattern_size // 4, self.pattern_size // 2
             window = tf.convert_to_tensor(truth)[..., quarter:quarter + half, quarter:quarter + half]
             amplitude_error, phase_error = layers.supervised_mae(layers.complex_combine(amplitude, phase), window)
             return amplitude_error + phase_error
-        _, amplitude = self.forward_tensors(diffraction, offsets_xy)
+        _, amplitude = self.forward_tensors(diffraction, offsets_xy, network_dtype)
         observed = self._intensity_scale * diffraction
         predicted = self.intensity_scale() * amplitude
         total = tf.constant(0.0, dtype=amplitude.dtype)

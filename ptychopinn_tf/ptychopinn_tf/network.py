@@ -109,25 +109,32 @@ class PinnNetwork(tf.Module):
         """The trainable correction ``log(s_eff / s)``, or None when it is fixed."""
         return self.variables_by_name.get(LOG_INTENSITY_SCALE)
 
-    def __call__(self, diffraction: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def __call__(self, diffraction: tf.Tensor, compute_dtype: tf.DType | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """Run the network.
 
         Parameters
         ----------
         diffraction : tf.Tensor, shape (B, C, N, N)
             Normalised amplitudes ``X_n`` of each group (channels = the group's patterns),
-            cast to the network's dtype.
+            cast to the compute dtype.
+        compute_dtype : tf.DType, optional
+            The dtype of the convolutions, pools and upsamplings (default: the variables'
+            own). ``tf.bfloat16`` is ``execution.precision = "bf16-mixed"`` in training, as
+            PyTorch's autocast: every kernel and bias is cast at its use (the variables and
+            their gradients stay float32) and the heads' activations run on the head
+            convolutions' outputs cast back to the variables' dtype.
 
         Returns
         -------
         amplitude, phase : tf.Tensor, the network's dtype, shape (B, C, N/2, N/2)
             Head outputs after their activations (phase in ``(-pi, pi)``).
         """
+        compute_dtype = self.dtype if compute_dtype is None else tf.as_dtype(compute_dtype)
         group_shape = tf.shape(diffraction)
         size = diffraction.shape[-1]
         passes = tf.reshape(diffraction, [-1, self._channels, size, size])  # shared: one pattern a pass
         # Every output is kept by name: a unet skip reads an encoder layer's output later.
-        outputs = {"diffraction": tf.transpose(tf.cast(passes, self.dtype), [0, 2, 3, 1])}
+        outputs = {"diffraction": tf.transpose(tf.cast(passes, compute_dtype), [0, 2, 3, 1])}
         for layer in self._layers:
             values = outputs[layer["inputs"][0]]
             op = layer["op"]
@@ -138,10 +145,12 @@ class PinnNetwork(tf.Module):
             elif op == "upsample2x_nearest":
                 values = tf.repeat(tf.repeat(values, 2, axis=1), 2, axis=2)
             elif op.startswith("conv3x3_"):
-                kernel = self.variables_by_name[f"{layer['name']}.kernel"]
-                bias = self.variables_by_name[f"{layer['name']}.bias"]
-                values = tf.nn.conv2d(values, kernel, strides=1, padding="SAME")
-                values = _ACTIVATIONS[op.removeprefix("conv3x3_")](tf.nn.bias_add(values, bias))
+                kernel = tf.cast(self.variables_by_name[f"{layer['name']}.kernel"], compute_dtype)
+                bias = tf.cast(self.variables_by_name[f"{layer['name']}.bias"], compute_dtype)
+                values = tf.nn.bias_add(tf.nn.conv2d(values, kernel, strides=1, padding="SAME"), bias)
+                if layer["name"].startswith("head_"):
+                    values = tf.cast(values, self.dtype)  # the heads' activations in full precision
+                values = _ACTIVATIONS[op.removeprefix("conv3x3_")](values)
             else:  # pragma: no cover - describe_architecture and this file changed apart
                 raise ValueError(f"unknown layer op {op!r} of layer {layer['name']!r}")
             outputs[layer["name"]] = values

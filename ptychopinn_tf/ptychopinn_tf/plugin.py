@@ -36,7 +36,7 @@ def ptychopinn_backend_info() -> BackendInfo:
             modes={"pinn", "supervised"},
             devices={"cpu", "gpu"},
             strategies={"single", "mirrored"},
-            precisions={"32", "64"},
+            precisions={"32", "64", "bf16-mixed"},
             pattern_sizes=(16, 32, 64, 128, 256),
             gridsizes=(1, 2),
             checkpoints=True,

@@ -143,7 +143,7 @@ def _single_device_step(worker: PinnModel, optimizer, supervised: bool):
 
     def step(diffraction, offsets_xy, truth=None):
         with tf.GradientTape() as tape:
-            loss = worker.loss(diffraction, offsets_xy, truth)
+            loss = worker.training_loss(diffraction, offsets_xy, truth)
         gradients = _nonzero_gradients(tape.gradient(loss, variables), variables)
         optimizer.apply_gradients(zip(gradients, variables))
         return loss
@@ -164,7 +164,7 @@ def _mirrored_step(worker: PinnModel, optimizer, strategy: tf.distribute.Strateg
             # network is not run on it (convolutions of an empty batch are not safe on CPU).
             loss = tf.cond(
                 local_batch > 0,
-                lambda: worker.loss(diffraction, offsets_xy, truth) * share,
+                lambda: worker.training_loss(diffraction, offsets_xy, truth) * share,
                 lambda: tf.constant(0.0, dtype),
             )
         gradients = _nonzero_gradients(tape.gradient(loss, variables), variables)
@@ -262,7 +262,7 @@ def train_model(model: PinnModel, data: TrainingData, config: Config, progress: 
                 return compiled_step(*(tf.constant(array) for array in arrays))
         else:
             train_step = _mirrored_step(worker, optimizer, strategy, supervised)
-        evaluate = tf.function(worker.loss, input_signature=_signature(worker, supervised))
+        evaluate = tf.function(worker.training_loss, input_signature=_signature(worker, supervised))
         if resume_from is not None:
             _restore_checkpoint(resume_from, worker, optimizer, policy)
         checkpoint = None if execution.run_dir is None else Path(execution.run_dir) / LAST_CHECKPOINT

@@ -198,8 +198,11 @@ class PinnNetwork(nn.Module):
             features = _max_pool(features)
         amplitude = self._decode(self.decoder_amplitude, features, skipped)
         phase = self._decode(self.decoder_phase, features, skipped)
-        amplitude = self._amplitude_activation(self.head_amplitude(amplitude))
-        phase = math.pi * torch.tanh(self.head_phase(phase))
+        # The heads' activations in the parameters' dtype: under bf16 autocast the head
+        # convolutions' outputs are cast back to float32 first (as the TensorFlow network).
+        dtype = self.head_phase.weight.dtype
+        amplitude = self._amplitude_activation(self.head_amplitude(amplitude).to(dtype))
+        phase = math.pi * torch.tanh(self.head_phase(phase).to(dtype))
         half = (batch, group, size // 2, size // 2)
         return amplitude.reshape(half), phase.reshape(half)
 
