@@ -28,6 +28,7 @@ from ptychopinn_core.evaluation.aligned_pair import align_to_truth
 from ptychopinn_core.evaluation.metrics import metrics_to_json
 from ptychopinn_core.evaluation.report import evaluate
 from ptychopinn_core.figures import comparison_figure, frc_figure, loss_figure, save_png
+from ptychopinn_core.hardware import cpu_bfloat16_flags
 from ptychopinn_core.model.bundle import write_bundle
 from ptychopinn_core.physics.stitching import ObjectFrame, default_crop_size, stitch
 from ptychopinn_core.reconstruction import META_CROP_SIZE_KEY, Reconstruction, write_reconstruction
@@ -52,6 +53,9 @@ class DemoSettings:
     #: A beamline's probe: the network learns more per pattern from it than from an
     #: idealised one (docs/benchmarks.md, "Network quality" §10).
     probe_kind: str = "velociprobe"
+    #: ``execution.precision`` of training, or "auto": bf16-mixed for a backend that offers
+    #: it and trains on a CPU with bfloat16 units (:mod:`ptychopinn_core.hardware`), else 32.
+    precision: str = "auto"
 
     def config(self) -> Config:
         return Config().with_overrides(
@@ -63,6 +67,7 @@ class DemoSettings:
                 "training.batch_size": self.batch_size,
                 "training.seed": self.seed,
                 "data.nphotons": self.nphotons,
+                **({} if self.precision == "auto" else {"execution.precision": self.precision}),
             }
         )
 
@@ -139,10 +144,12 @@ def run_demo(
             trained_by, bundle = next(iter(bundles.items()))
             say(f"running the model of {trained_by} with {backend.name}")
         else:
-            say(f"training with {backend.name}")
+            precision, why = _training_precision(settings, backend)
+            say(f"training with {backend.name} (precision {precision}: {why})")
+            train_config = config.with_overrides({"execution.precision": precision})
             with _progress(progress, f"training ({backend.name})", config.training.epochs) as show:
                 tick = time.perf_counter()
-                bundle = workflow.train(train_scan, config, backend, progress=show)
+                bundle = workflow.train(train_scan, train_config, backend, progress=show)
                 timings["train_s"] = time.perf_counter() - tick
             write_bundle(out / f"model-{backend.name}.zip", bundle)
             trained_by = backend.name
@@ -159,6 +166,7 @@ def run_demo(
         results[backend.name] = {
             "status": "ok",
             "model_trained_by": trained_by,
+            "training_precision": bundle.config.execution.precision,
             "metrics": metrics,
             "timings": timings,
             "history": bundle.history.to_json(),
@@ -220,6 +228,20 @@ def run_demo(
     return report
 
 
+def _training_precision(settings: DemoSettings, backend) -> tuple[str, str]:
+    """``(execution.precision, why)`` of one backend's training under ``settings.precision``."""
+    if settings.precision != "auto":
+        return settings.precision, "set"
+    if "bf16-mixed" not in backend.info.capabilities.precisions:
+        return "32", f"{backend.name} does not offer bf16-mixed"
+    if any(not device.lower().startswith("cpu") for device in backend.devices()):
+        return "32", "it trains on a GPU"
+    flags = cpu_bfloat16_flags()
+    if not flags:
+        return "32", "this CPU has no bfloat16 units"
+    return "bf16-mixed", f"the network in bfloat16 on this CPU's {flags[0]} units"
+
+
 def _simulate(settings: DemoSettings, n_positions: int, seed: int, role: str) -> ScanData:
     return make_demo_scan(
         n_positions,
@@ -276,6 +298,13 @@ def _runs_trained_models_only(entry) -> bool:
     return entry.ok and not entry.info.capabilities.training
 
 
+def _precisions(results: dict[str, Any]) -> str:
+    """``"; precision: pytorch bf16-mixed, tensorflow bf16-mixed"`` for the backends that trained."""
+    trained = [f"{name} {result['training_precision']}" for name, result in results.items()
+               if result.get("model_trained_by") == name and "training_precision" in result]
+    return f"; precision: {', '.join(trained)}" if trained else ""
+
+
 def _markdown(report: dict[str, Any]) -> str:
     settings = report["settings"]
     lines = [
@@ -287,7 +316,8 @@ def _markdown(report: dict[str, Any]) -> str:
         f"Simulated 'lines' scans, N = {settings['pattern_size']}, {settings['nphotons']:.0e} photons per "
         f"pattern: {settings['n_train_positions']} training positions and an unseen test object with "
         f"{settings['n_test_positions']} positions. Training: {settings['epochs']} epochs, gridsize "
-        f"{settings['gridsize']}, n_filters_scale {settings['n_filters_scale']}, batch {settings['batch_size']}.",
+        f"{settings['gridsize']}, n_filters_scale {settings['n_filters_scale']}, batch {settings['batch_size']}"
+        f"{_precisions(report['results'])}.",
         "",
         "## Quality on the unseen test object",
         "",

@@ -40,6 +40,7 @@ LAYERS: Mapping[str, int] = {
     "atomic": 0,
     "config": 0,
     "progress": 0,
+    "hardware": 0,
     "data.errors": 0,
     "data.keys": 0,
     # 1: the reference physics (numpy)
