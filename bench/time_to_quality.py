@@ -11,8 +11,9 @@ For each backend, probe (``--probe``: a kind of ptychopinn_core.simulation.probe
 default the ``velociprobe`` beam, or a probe file of side 64) and gridsize: simulate a 'lines' training scan (N = 64,
 1e9 photons, ``--n-train`` positions) and an unseen test scan of another object
 (``--n-test`` positions) with that probe, train from the core's initial weights with ``training.max_seconds`` as the
-budget, and keep a copy of the weights every ``--snapshot-seconds`` of training (a copy
-costs milliseconds and is not training time). After training, every snapshot
+budget, and keep a copy of the weights at the first epoch end after every
+``--snapshot-seconds`` of training (a copy costs milliseconds and is not training time;
+an epoch's end is where the model holds the weight average of ``training.ema_decay``). After training, every snapshot
 reconstructs the test scan and is scored against its truth (SSIM with the truth's data
 range, after amplitude scaling and phase offset/ramp removal: ptychopinn_core.evaluation).
 The final model's prediction + stitching of the test scan is timed after a warm-up, and
@@ -98,14 +99,15 @@ def _run(backend, gridsize: int, train_scan, test_scan, args) -> dict[str, objec
 
         def progress(event) -> None:
             nonlocal patterns
-            if event.stage == "epoch":
-                epochs.append({"epoch": len(epochs), "gridsize": phase.model.gridsize, **event.metrics})
-                patterns += data.n_train * phase.model.group_size
+            if event.stage != "epoch":
                 return
+            epochs.append({"epoch": len(epochs), "gridsize": phase.model.gridsize, **event.metrics})
+            patterns += data.n_train * phase.model.group_size
             elapsed = time.perf_counter() - started - copying
             last = snapshots[-1]["training_s"] if snapshots else 0.0
             if elapsed - last >= args.snapshot_seconds:
-                snapshot(len(epochs), event.step)
+                # At an epoch's end: the model then holds the weight average when there is one.
+                snapshot(len(epochs) - 1, data.steps_per_epoch)
 
         if index == 0:
             started = time.perf_counter()

@@ -68,8 +68,9 @@ BUNDLE_FORMAT_VERSION = 1
 
 #: Config keys added after bundles were first written, with the value that reproduces
 #: the model of a bundle that predates each (read_bundle fills them in when absent).
-#: ``model.group_network``: gridsize > 1 read a group as the channels of one network.
-KEYS_ADDED_SINCE_FORMAT_1: dict[str, Any] = {"model.group_network": "joint"}
+#: ``model.group_network``: gridsize > 1 read a group as the channels of one network;
+#: ``training.ema_decay``: the trained weights were the last step's, not an average.
+KEYS_ADDED_SINCE_FORMAT_1: dict[str, Any] = {"model.group_network": "joint", "training.ema_decay": 0.0}
 
 MANIFEST_MEMBER = "manifest.json"
 CONFIG_MEMBER = "config.json"

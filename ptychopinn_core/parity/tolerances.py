@@ -81,6 +81,11 @@ TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
             "Adam divides by sqrt(v), so rounding is carried into every step; measured ~3e-7 after 3",
         ),
         "refine_run_64": Tolerance(1e-8, "the same in float64: measured ~5e-16"),
+        "weight_average": Tolerance(
+            1e-5,
+            "a backend's moving average of its weights (training.ema_decay) against the numpy one of the "
+            "raw weights it reported after each step: float32 sums, one rounding per step",
+        ),
         "prediction_repeat": Tolerance(
             1e-6,
             "the same weights and inputs run twice, or in batches of another size: frameworks may "

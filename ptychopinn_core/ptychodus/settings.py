@@ -180,7 +180,7 @@ OVERRIDES_FIELDS: tuple[str, ...] = (
     "training.adam_beta1", "training.adam_beta2", "training.adam_epsilon", "training.lr_schedule",
     "training.lr_plateau_factor",
     "training.lr_plateau_patience", "training.min_learning_rate", "training.early_stopping_patience",
-    "training.max_seconds",
+    "training.max_seconds", "training.ema_decay",
     "inference.stitch_crop",
     "execution.devices", "execution.num_nodes", "execution.strategy", "execution.precision", "execution.workers",
     "execution.deterministic", "execution.run_dir", "execution.resume", "execution.logger",

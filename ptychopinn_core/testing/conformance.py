@@ -592,6 +592,34 @@ class BackendConformanceTests:
         assert [event.epoch for event in events if event.stage == "epoch"] == [0]
         assert len([event for event in events if event.stage == "batch"]) == len(data.epoch_batches(0))
 
+    def test_the_weight_average_is_the_cores(self, backend: Backend, scan: ScanData, config: Config) -> None:
+        """``training.ema_decay``: each epoch's event and the trained model hold the core's
+        moving average (:mod:`ptychopinn_core.training.averaging`) of the raw weights each
+        step's event shows."""
+        self._require_training(backend)
+        from ptychopinn_core.training.averaging import moving_average
+
+        decay = 0.8
+        config = config.with_overrides({"training.epochs": 2, "training.ema_decay": decay,
+                                        "training.early_stopping_patience": None})
+        model, data = self._fresh(backend, scan, config)
+        steps: list[dict[str, np.ndarray]] = []
+        ends: list[dict[str, np.ndarray]] = []
+        backend.train(model, data, config, lambda event: (steps if event.stage == "batch" else ends).append(
+            model.get_weights()))
+        per_epoch = data.steps_per_epoch
+        assert len(steps) == 2 * per_epoch and len(ends) == 2
+        tolerance = TOLERANCES["weight_average"].relative
+        for weights, expected in ((ends[0], moving_average(steps[:per_epoch], decay)),
+                                  (ends[1], moving_average(steps, decay)),
+                                  (model.get_weights(), moving_average(steps, decay))):
+            for name, value in expected.items():
+                assert relative_error(weights[name], value) <= tolerance, (name, relative_error(weights[name], value))
+        moved = [name for name in steps[-1] if not np.array_equal(steps[-1][name], steps[-2][name])]
+        assert moved, "the raw weights did not move between the last two steps"
+        assert any(relative_error(model.get_weights()[name], steps[-1][name]) > 10 * tolerance for name in moved), \
+            "the trained model holds the last step's weights, not their average"
+
     def test_supervised_training_lowers_the_error(self, backend: Backend, scan: ScanData, config: Config) -> None:
         self._require_training(backend)
         if "supervised" not in backend.info.capabilities.modes:

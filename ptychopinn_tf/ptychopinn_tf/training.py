@@ -51,6 +51,7 @@ from ptychopinn_core.atomic import atomic_write
 from ptychopinn_core.config import Config, ExecutionConfig, TrainingConfig
 from ptychopinn_core.model.state import History
 from ptychopinn_core.progress import ProgressCallback
+from ptychopinn_core.training.averaging import debiasing
 from ptychopinn_core.training.data import TrainingData
 from ptychopinn_core.training.policy import EpochPolicy, MetricsLogger
 from ptychopinn_core.training.run_dir import CsvMetricsLogger, checkpoint_to_resume, new_log_version
@@ -129,6 +130,61 @@ def _make_strategy(execution: ExecutionConfig) -> tf.distribute.Strategy | None:
     return tf.distribute.MirroredStrategy(devices=devices)
 
 
+class WeightAverage:
+    """The moving average of the trained variables (``training.ema_decay``).
+
+    :mod:`ptychopinn_core.training.averaging` defines it: ``m <- decay m + (1 - decay) w``
+    after every optimiser step (:meth:`update`, traced into the compiled step), the average
+    ``m / (1 - decay**t)``. While it is "in", the variables hold the average and the raw
+    weights wait aside. Under a MirroredStrategy the sums are mirrored like the weights
+    (every replica holds the same weights after the update; the first replica's sum is kept).
+
+    Parameters
+    ----------
+    variables : list of tf.Variable
+        The variables the optimiser steps.
+    decay : float
+    """
+
+    def __init__(self, variables: list[tf.Variable], decay: float) -> None:
+        self.variables = variables
+        self.decay = float(decay)
+        first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        self.sums = [tf.Variable(tf.zeros_like(variable), trainable=False, aggregation=first,
+                                 name=f"average_{index}") for index, variable in enumerate(variables)]
+        self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=first, name="average_steps")
+        self._raw: list[np.ndarray] | None = None
+
+    def update(self) -> None:
+        """After an optimiser step: fold the raw weights into the running sums."""
+        self.steps.assign_add(1)
+        for total, variable in zip(self.sums, self.variables):
+            total.assign(total * self.decay + variable * (1.0 - self.decay))
+
+    def put_in(self) -> None:
+        """Variables := the average (the raw weights kept aside); nothing before the first step."""
+        steps = int(self.steps.numpy())
+        if self._raw is not None or steps == 0:
+            return
+        correction = debiasing(self.decay, steps)
+        self._raw = [variable.numpy() for variable in self.variables]
+        for total, variable in zip(self.sums, self.variables):
+            variable.assign(total.numpy() / correction)
+
+    def take_out(self) -> None:
+        """Variables := the raw weights again, for the next step or a checkpoint."""
+        if self._raw is None:
+            return
+        for raw, variable in zip(self._raw, self.variables):
+            variable.assign(raw)
+        self._raw = None
+
+    def keep(self) -> None:
+        """Training is over: the variables keep the average."""
+        self.put_in()
+        self._raw = None
+
+
 def _nonzero_gradients(gradients, variables):
     """Zeros instead of None for variables the loss does not use (e.g. the scale, supervised)."""
     return [
@@ -137,7 +193,7 @@ def _nonzero_gradients(gradients, variables):
     ]
 
 
-def _single_device_step(worker: PinnModel, optimizer, supervised: bool):
+def _single_device_step(worker: PinnModel, optimizer, average: WeightAverage | None, supervised: bool):
     variables = worker.trainable_variables
     optimizer.build(variables)  # before tracing: variables created in a trace force a retrace
 
@@ -146,12 +202,15 @@ def _single_device_step(worker: PinnModel, optimizer, supervised: bool):
             loss = worker.training_loss(diffraction, offsets_xy, truth)
         gradients = _nonzero_gradients(tape.gradient(loss, variables), variables)
         optimizer.apply_gradients(zip(gradients, variables))
+        if average is not None:
+            average.update()
         return loss
 
     return tf.function(step, input_signature=_signature(worker, supervised))
 
 
-def _mirrored_step(worker: PinnModel, optimizer, strategy: tf.distribute.Strategy, supervised: bool):
+def _mirrored_step(worker: PinnModel, optimizer, average: WeightAverage | None, strategy: tf.distribute.Strategy,
+                   supervised: bool):
     variables = worker.trainable_variables
     optimizer.build(variables)
 
@@ -169,6 +228,8 @@ def _mirrored_step(worker: PinnModel, optimizer, strategy: tf.distribute.Strateg
             )
         gradients = _nonzero_gradients(tape.gradient(loss, variables), variables)
         optimizer.apply_gradients(zip(gradients, variables))  # sums the replicas' gradients
+        if average is not None:
+            average.update()
         return loss
 
     @tf.function(reduce_retracing=True)
@@ -255,18 +316,21 @@ def train_model(model: PinnModel, data: TrainingData, config: Config, progress: 
     policy = EpochPolicy(data, training, progress, _loggers(execution))
     with scope():
         optimizer = _make_optimizer(training)
+        average = WeightAverage(worker.trainable_variables, training.ema_decay) if training.ema_decay else None
         if strategy is None:
-            compiled_step = _single_device_step(worker, optimizer, supervised)
+            compiled_step = _single_device_step(worker, optimizer, average, supervised)
 
             def train_step(*arrays: np.ndarray) -> tf.Tensor:
                 return compiled_step(*(tf.constant(array) for array in arrays))
         else:
-            train_step = _mirrored_step(worker, optimizer, strategy, supervised)
+            train_step = _mirrored_step(worker, optimizer, average, strategy, supervised)
         evaluate = tf.function(worker.training_loss, input_signature=_signature(worker, supervised))
         if resume_from is not None:
-            _restore_checkpoint(resume_from, worker, optimizer, policy)
+            _restore_checkpoint(resume_from, worker, optimizer, average, policy)
         checkpoint = None if execution.run_dir is None else Path(execution.run_dir) / LAST_CHECKPOINT
-        _fit(worker, data, train_step, evaluate, optimizer, supervised, policy, checkpoint)
+        _fit(worker, data, train_step, evaluate, optimizer, average, supervised, policy, checkpoint)
+        if average is not None:
+            average.keep()
 
     if worker is not model:
         model.set_weights(worker.get_weights())
@@ -274,8 +338,8 @@ def train_model(model: PinnModel, data: TrainingData, config: Config, progress: 
     return policy.history
 
 
-def _fit(worker, data: TrainingData, train_step, evaluate, optimizer, supervised: bool, policy: EpochPolicy,
-         checkpoint: Path | None) -> None:
+def _fit(worker, data: TrainingData, train_step, evaluate, optimizer, average: WeightAverage | None,
+         supervised: bool, policy: EpochPolicy, checkpoint: Path | None) -> None:
     policy.start()
     for epoch in range(policy.next_epoch, policy.n_epochs):
         if policy.stopped:
@@ -284,10 +348,14 @@ def _fit(worker, data: TrainingData, train_step, evaluate, optimizer, supervised
         for step, group_ids in enumerate(data.epoch_batches(epoch), start=1):
             loss = train_step(*_batch_inputs(worker, data, group_ids, supervised))
             policy.end_batch(step, float(loss), len(group_ids))
+        if average is not None:
+            average.put_in()  # validation and the epoch's event see the average
         val_loss = _validation_loss(worker, data, evaluate, supervised) if data.n_validation else None
         stop = policy.end_epoch(val_loss)
+        if average is not None:
+            average.take_out()  # the next step, and the checkpoint, take the raw weights
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, worker, optimizer, policy)
+            _save_checkpoint(checkpoint, worker, optimizer, average, policy)
         if stop:
             break
 
@@ -304,22 +372,36 @@ def _validation_loss(worker, data: TrainingData, evaluate, supervised: bool) -> 
 # -- run folder: checkpoints and loggers -------------------------------------------------------
 
 
-def _save_checkpoint(path: Path, worker: PinnModel, optimizer, policy: EpochPolicy) -> None:
-    """Every trainable and optimiser variable plus the policy's state, atomically, no pickle."""
+def _save_checkpoint(path: Path, worker: PinnModel, optimizer, average: WeightAverage | None,
+                     policy: EpochPolicy) -> None:
+    """Every trainable and optimiser variable, the weight average and the policy's state,
+    atomically, no pickle."""
     arrays = {"format": np.array(CHECKPOINT_FORMAT), "policy": np.array(json.dumps(policy.state_dict()))}
     arrays.update({f"variable_{i}": variable.numpy() for i, variable in enumerate(worker.trainable_variables)})
     arrays.update({f"optimizer_{i}": variable.numpy() for i, variable in enumerate(optimizer.variables)})
+    if average is not None:
+        arrays.update({f"average_{i}": total.numpy() for i, total in enumerate(average.sums)})
+        arrays["average_steps"] = average.steps.numpy()
     with atomic_write(path) as handle:
         np.savez(handle, **arrays)
 
 
-def _restore_checkpoint(path: Path, worker: PinnModel, optimizer, policy: EpochPolicy) -> None:
+def _restore_checkpoint(path: Path, worker: PinnModel, optimizer, average: WeightAverage | None,
+                        policy: EpochPolicy) -> None:
     with np.load(path, allow_pickle=False) as saved:
         arrays = {name: saved[name] for name in saved.files}
     if str(arrays.get("format", "")) != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a ptychopinn-tf checkpoint (key 'format' is not {CHECKPOINT_FORMAT!r})")
-    for prefix, variables in (("variable", worker.trainable_variables), ("optimizer", optimizer.variables)):
-        names = sorted((name for name in arrays if name.startswith(prefix + "_")), key=lambda n: int(n.split("_")[1]))
+    groups = [("variable", worker.trainable_variables), ("optimizer", optimizer.variables)]
+    if average is not None:
+        if "average_steps" not in arrays:
+            raise ValueError(f"{path}: training.ema_decay needs the weight average (key 'average_steps'), "
+                             "received a checkpoint written without it")
+        average.steps.assign(int(arrays["average_steps"]))
+        groups.append(("average", average.sums))
+    for prefix, variables in groups:
+        names = sorted((name for name in arrays if name.startswith(prefix + "_") and name != "average_steps"),
+                       key=lambda n: int(n.split("_")[1]))
         if len(names) != len(variables):
             raise ValueError(
                 f"{path}: holds {len(names)} {prefix} variables, this model has {len(variables)}; "

@@ -52,6 +52,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ptychopinn_core.config import Config, ExecutionConfig, TrainingConfig
 from ptychopinn_core.model.state import History
 from ptychopinn_core.progress import ProgressCallback, ProgressEvent
+from ptychopinn_core.training.averaging import debiasing
 from ptychopinn_core.training.data import TrainingData
 from ptychopinn_core.training.policy import EpochPolicy, MetricsLogger
 from ptychopinn_core.training.run_dir import LOG_FOLDER, checkpoint_to_resume
@@ -63,6 +64,8 @@ __all__ = ["LAST_CHECKPOINT", "train_model"]
 LAST_CHECKPOINT = "last.ckpt"
 #: Key of the epoch policy's state (history, schedule, early stopping) in a checkpoint.
 CHECKPOINT_KEY = "ptychopinn"
+#: Key of the weight average (``training.ema_decay``) in a checkpoint.
+AVERAGE_KEY = "ptychopinn_weight_average"
 #: Lightning precision names of ``execution.precision``.
 PRECISIONS = {"32": "32-true", "64": "64-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
 #: Lightning loggers whose packages are optional: logger name -> import name.
@@ -172,6 +175,74 @@ class TrainingDataModule(L.LightningDataModule):
         )
 
 
+# -- the moving average of the weights ------------------------------------------------------------
+
+
+class WeightAverage:
+    """The moving average of the trained parameters (``training.ema_decay``).
+
+    :mod:`ptychopinn_core.training.averaging` defines it: ``m <- decay m + (1 - decay) w``
+    after every optimiser step, the average ``m / (1 - decay**t)``. While it is "in", the
+    parameters hold the average and the raw weights wait aside.
+
+    Parameters
+    ----------
+    parameters : list of torch.nn.Parameter
+        The parameters the optimiser steps.
+    decay : float
+    """
+
+    def __init__(self, parameters: list[torch.nn.Parameter], decay: float) -> None:
+        self.parameters = parameters
+        self.decay = float(decay)
+        self.sums = [torch.zeros_like(parameter, requires_grad=False) for parameter in parameters]
+        self.steps = 0
+        self._raw: list[torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """After an optimiser step: fold the raw weights into the running sums."""
+        self.steps += 1
+        for total, parameter in zip(self.sums, self.parameters):
+            total.mul_(self.decay).add_(parameter.detach().to(total.device), alpha=1.0 - self.decay)
+
+    @torch.no_grad()
+    def put_in(self) -> None:
+        """Parameters := the average (the raw weights kept aside); nothing before the first step."""
+        if self._raw is not None or self.steps == 0:
+            return
+        correction = debiasing(self.decay, self.steps)
+        self._raw = [parameter.detach().clone() for parameter in self.parameters]
+        for total, parameter in zip(self.sums, self.parameters):
+            parameter.copy_(total / correction)
+
+    @torch.no_grad()
+    def take_out(self) -> None:
+        """Parameters := the raw weights again, for the next step or a checkpoint."""
+        if self._raw is None:
+            return
+        for raw, parameter in zip(self._raw, self.parameters):
+            parameter.copy_(raw)
+        self._raw = None
+
+    def keep(self) -> None:
+        """Training is over: the parameters keep the average."""
+        self.put_in()
+        self._raw = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "sums": [total.detach().cpu() for total in self.sums]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        sums = state["sums"]
+        if len(sums) != len(self.sums) or any(a.shape != b.shape for a, b in zip(sums, self.sums)):
+            raise ValueError("invalid checkpoint: its weight average does not match the model's parameters")
+        self.steps = int(state["steps"])
+        with torch.no_grad():
+            for total, saved in zip(self.sums, sums):
+                total.copy_(saved.to(total.device))
+
+
 # -- the system -----------------------------------------------------------------------------------
 
 
@@ -203,6 +274,8 @@ class PinnSystem(L.LightningModule):
         self.training = training
         self._progress = progress
         self.policy = EpochPolicy(data, training, self._report, loggers)
+        self.average = (WeightAverage(self._trained_parameters(), training.ema_decay)
+                        if training.ema_decay else None)
         self._skip_epoch = False
         self._reset_epoch()
 
@@ -263,11 +336,24 @@ class PinnSystem(L.LightningModule):
         return -1 if self._skip_epoch else None  # -1 ends the epoch at once (Lightning)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.average is not None:
+            self.average.update()
         self.policy.end_batch(batch_idx + 1, self._batch_loss, self._batch_groups)
+
+    def on_validation_epoch_start(self) -> None:
+        if self.average is not None:
+            self.average.put_in()  # validation scores the average (taken out at the epoch's end)
 
     def on_train_epoch_end(self) -> None:
         if self._skip_epoch:
             return
+        if self.average is not None:
+            self.average.put_in()  # without validation: the epoch's event still sees the average
+        self._close_epoch()
+        if self.average is not None:
+            self.average.take_out()  # the next step, and the checkpoint, take the raw weights
+
+    def _close_epoch(self) -> None:
         val_loss = None
         if self.policy.has_validation:
             sums = torch.tensor([self._val_sum, float(self._val_count)], dtype=torch.float64, device=self.device)
@@ -279,8 +365,10 @@ class PinnSystem(L.LightningModule):
             self.trainer.should_stop = True
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Plain Python values only: the checkpoint is read back with weights_only=True.
+        # Plain Python values and tensors only: the checkpoint is read back with weights_only=True.
         checkpoint[CHECKPOINT_KEY] = self.policy.state_dict()
+        if self.average is not None:
+            checkpoint[AVERAGE_KEY] = self.average.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get(CHECKPOINT_KEY)
@@ -290,17 +378,27 @@ class PinnSystem(L.LightningModule):
                 "received a checkpoint without it"
             )
         self.policy.load_state_dict(saved)
+        if self.average is not None:
+            if AVERAGE_KEY not in checkpoint:
+                raise ValueError(
+                    f"invalid checkpoint: training.ema_decay={self.training.ema_decay} needs the weight average "
+                    f"({AVERAGE_KEY!r}), received a checkpoint written without it"
+                )
+            self.average.load_state_dict(checkpoint[AVERAGE_KEY])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         training = self.training
         return torch.optim.Adam(
-            [parameter for parameter in self.pinn.parameters() if parameter.requires_grad],
+            self._trained_parameters(),
             lr=training.learning_rate,
             betas=(training.adam_beta1, training.adam_beta2),
             eps=training.adam_epsilon,  # explicit: torch's default (1e-8) is not Keras' (1e-7)
         )
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _trained_parameters(self) -> list[torch.nn.Parameter]:
+        return [parameter for parameter in self.pinn.parameters() if parameter.requires_grad]
 
     def _reset_epoch(self) -> None:
         self._val_sum = 0.0
@@ -376,6 +474,8 @@ def train_model(model: PinnModel, data: TrainingData, config: Config, progress: 
         try:
             ckpt_path = None if checkpoint_path is None else str(checkpoint_path)
             trainer.fit(system, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            if system.average is not None:
+                system.average.keep()
         finally:  # also when a progress callback stops training by raising
             model.module.to(model.device)  # Lightning's teardown leaves the module on the CPU
             model.module.eval()

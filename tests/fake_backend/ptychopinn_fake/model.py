@@ -42,6 +42,7 @@ from ptychopinn_core.physics import (
     translate,
 )
 from ptychopinn_core.model.inputs import check_model_inputs
+from ptychopinn_core.training.averaging import debiasing
 from ptychopinn_core.training.policy import EpochPolicy
 
 __all__ = ["ConstantPatchModel", "NumpyPhysicsOps", "train"]
@@ -202,6 +203,9 @@ def train(model: ConstantPatchModel, data, config, progress) -> History:
         diffraction, offsets_xy = data.gather(group_ids)
         return _batch_loss(parameters, probe, diffraction, offsets_xy, scale, training, config.model)
 
+    decay = training.ema_decay  # the weight average (ptychopinn_core.training.averaging)
+    average_sum = np.zeros_like(theta)
+
     policy.start()
     for epoch in range(training.epochs):
         learning_rate = policy.begin_epoch(epoch)
@@ -214,9 +218,13 @@ def train(model: ConstantPatchModel, data, config, progress) -> History:
             corrected_first = first_moment / (1 - training.adam_beta1**n_updates)
             corrected_second = second_moment / (1 - training.adam_beta2**n_updates)
             theta = theta - learning_rate * corrected_first / (np.sqrt(corrected_second) + training.adam_epsilon)
+            average_sum = decay * average_sum + (1 - decay) * theta
             model.set_head_biases(theta)
             policy.end_batch(step, loss, len(group_ids))
-        val_loss = loss_on(data.validation_groups, theta) if len(data.validation_groups) else None
+        scored = average_sum / debiasing(decay, n_updates) if decay else theta
+        model.set_head_biases(scored)  # the epoch's end sees the average
+        val_loss = loss_on(data.validation_groups, scored) if len(data.validation_groups) else None
         if policy.end_epoch(val_loss):
             break
+        model.set_head_biases(theta)
     return policy.history
