@@ -15,7 +15,9 @@ value; every batch of ``data.epoch_batches(e)`` is gathered (``data.gather``, pl
 ``data.gather_truth`` in supervised mode) and takes one Adam step
 (``Adam(lr, (beta1, beta2), eps=adam_epsilon)``, eps explicit); then the validation
 loss over ``data.validation_batches()`` (batch losses weighted by batch size), and the
-policy closes the epoch.
+policy closes the epoch. With ``training.ema_decay`` (docs/physics.md §8) a
+:class:`WeightAverage` takes the weights after every step, is in place for the validation
+and the epoch's end, out again for the next step and the checkpoint, and kept after ``fit``.
 
 Distributed (DDP): every rank takes ``ids[rank::world_size]`` of each global batch, and
 its loss is weighted by ``n_local * world_size / n_global`` before the backward pass;
