@@ -139,9 +139,10 @@ class TrainingConfig(_Section):
         0.05, ge=0, lt=1, description="Deterministic (seeded) share of groups held out."
     )
     ema_decay: float = Field(
-        0.0, ge=0, lt=1,
-        description="Exponential moving average of the weights, per optimiser step (0: off): the debiased "
-        "average is what validation, the schedule, early stopping and the trained model use.",
+        0.999, ge=0, lt=1,
+        description="Exponential moving average of the weights, per optimiser step, with a warm-up "
+        "(physics.md §8; 0: off): the average is what validation, the schedule, early stopping and the "
+        "trained model use.",
     )
     nll_weight: float = Field(1.0, ge=0, description="Weight of the Poisson NLL (pinn mode).")
     mae_weight: float = Field(0.0, ge=0, description="Weight of the amplitude MAE (pinn mode).")

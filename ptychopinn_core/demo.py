@@ -74,11 +74,13 @@ class DemoSettings:
 
 #: Under a minute on 2 CPU cores: proves the pipeline, not the quality.
 QUICK = DemoSettings(n_train_positions=256, n_test_positions=144, epochs=2, n_filters_scale=1)
-#: About three minutes of training on 2 CPU cores per backend. Gridsize 2: the overlap
-#: constraint is what makes the network alone recognisable in a demo's budget (PyTorch, the
-#: unseen scan: 0.83 / 0.75 after 174 s, where gridsize 1 gave 0.65 / 0.52 after 53 s and
-#: was flat; docs/benchmarks.md "Network quality" §11).
-DEFAULT = DemoSettings(n_train_positions=1024, n_test_positions=400, epochs=8, n_filters_scale=1, gridsize=2)
+#: About three minutes of training per backend on 2 CPU cores with bfloat16 units (the
+#: network in bf16-mixed), about seven without. Gridsize 2: the overlap constraint is what
+#: makes the network alone recognisable in a demo's budget; 2048 positions, which bfloat16
+#: affords in that time, carry it to an unseen object (PyTorch, bf16-mixed, the unseen scan:
+#: 0.90 / 0.83 after 158 s, where 1024 positions gave 0.84 / 0.79 after 82 s;
+#: docs/benchmarks.md "Network quality" §11, §16).
+DEFAULT = DemoSettings(n_train_positions=2048, n_test_positions=400, epochs=8, n_filters_scale=1, gridsize=2)
 
 ProgressFactory = Callable[..., AbstractContextManager[ProgressCallback]]
 

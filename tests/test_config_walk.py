@@ -230,7 +230,7 @@ def _backend_keys(probes: Probes, tmp: Path) -> dict[str, list[tuple[Any, Callab
         "training.adam_beta1": [(0.5, probes.training_changes_weights)],
         "training.adam_beta2": [(0.9, probes.training_changes_weights)],
         "training.adam_epsilon": [(1e-2, probes.training_changes_weights)],
-        "training.ema_decay": [(0.9, probes.training_changes_weights)],  # the average of 2 steps, not the 2nd
+        "training.ema_decay": [(0.0, probes.training_changes_weights)],  # the 2nd step's weights, not the average
         "training.nll_weight": [(0.5, probes.loss_changes)],
         "training.mae_weight": [(1.0, probes.loss_changes)],
         "execution.device": [("gpu", probes.prediction_changes)],  # no GPU here: refused when built

@@ -16,10 +16,10 @@ from ptychopinn_core.config import Config
 from ptychopinn_core.model.inputs import prepare_model_state
 from ptychopinn_core.model.parameters import initial_weights, parameter_specs
 from ptychopinn_core.simulation import make_demo_scan
-from ptychopinn_core.training.averaging import debiasing, moving_average
+from ptychopinn_core.training.averaging import decay_at, moving_average
 from ptychopinn_core.training.data import prepare_training_data
 
-DECAY = 0.8
+DECAY = 0.5  # reached at step 10 of 15: the warm-up and the cap are both in these runs
 BACKENDS = {"tf": "tensorflow", "torch": "pytorch"}
 
 
@@ -69,9 +69,12 @@ def test_a_resumed_run_continues_the_average(framework, tmp_path) -> None:
 
 
 def test_the_core_definition() -> None:
-    weights = [{"w": np.array([1.0])}, {"w": np.array([3.0])}]
-    # (0.2 * 0.8 * 1 + 0.2 * 3) / (1 - 0.64): the first step's weight is not pulled towards 0
-    assert moving_average(weights, 0.8)["w"] == pytest.approx((0.16 + 0.6) / 0.36)
-    assert moving_average(weights[:1], 0.8)["w"] == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="steps"):
-        debiasing(0.8, 0)
+    weights = [{"w": np.array([1.0])}, {"w": np.array([3.0])}, {"w": np.array([5.0])}]
+    assert moving_average(weights[:1], 0.8)["w"] == pytest.approx(1.0)  # starts at the first step's weights
+    # delta_2 = 1/10, delta_3 = 2/11: the warm-up, below the decay
+    second = 0.1 * 1.0 + 0.9 * 3.0
+    assert moving_average(weights[:2], 0.8)["w"] == pytest.approx(second)
+    assert moving_average(weights, 0.8)["w"] == pytest.approx(2 / 11 * second + 9 / 11 * 5.0)
+    assert decay_at(0.999, 100) == pytest.approx(99 / 108) and decay_at(0.999, 100_000) == 0.999
+    with pytest.raises(ValueError, match="step"):
+        decay_at(0.8, 0)

@@ -599,7 +599,7 @@ class BackendConformanceTests:
         self._require_training(backend)
         from ptychopinn_core.training.averaging import moving_average
 
-        decay = 0.8
+        decay = 0.5  # delta_t reaches it at step 10: the warm-up, then the cap
         config = config.with_overrides({"training.epochs": 2, "training.ema_decay": decay,
                                         "training.early_stopping_patience": None})
         model, data = self._fresh(backend, scan, config)

@@ -2,18 +2,21 @@
 
 After optimiser step ``t = 1, 2, ...`` (counted over the whole run, a resumed one included)::
 
-    m_t       = decay * m_{t-1} + (1 - decay) * w_t,        m_0 = 0
-    average_t = m_t / (1 - decay**t)
+    delta_t   = min(decay, (t - 1) / (t + 8))
+    average_t = delta_t * average_{t-1} + (1 - delta_t) * w_t
 
-The division is Adam's bias correction: ``average_1 = w_1``, and early averages are not
-pulled towards zero (or towards the initial weights). The average is what the validation
-loss, and through it the schedule and early stopping, sees, and what the trained model
-keeps; the optimiser steps the raw weights ``w``. A backend puts the average in place at
-each epoch's end (validation, the epoch's progress event) and takes it out before the next
-step and before writing its checkpoint, which keeps ``m`` and ``t`` beside the raw weights.
+``delta_1 = 0``: the average starts at the first step's weights. Until ``delta_t`` reaches
+``decay`` (``t ~ 9 / (1 - decay)``: about 9000 steps for 0.999) the average spans about the
+last ninth of the steps taken, so one ``decay`` suits a demo of a thousand steps and a run
+of twenty-five thousand alike: a short run is not dragged towards its early weights.
 
-Averaging damps the step-to-step wander of the weights that a constant learning rate
-leaves (docs/benchmarks.md, "Network quality" §15).
+The average is what the validation loss, and through it the schedule and early stopping,
+sees, and what the trained model keeps; the optimiser steps the raw weights ``w``. A
+backend puts the average in place at each epoch's end (validation, the epoch's progress
+event) and takes it out before the next step and before writing its checkpoint, which
+keeps the average and ``t`` beside the raw weights. Averaging removes the step-to-step
+wander that a constant learning rate leaves in the weights (docs/benchmarks.md, "Network
+quality" §16).
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["debiasing", "moving_average"]
+__all__ = ["decay_at", "moving_average"]
 
 
-def debiasing(decay: float, steps: int) -> float:
-    """``1 - decay**steps``, in float64: what ``m_t`` is divided by."""
-    if steps < 1:
-        raise ValueError(f"invalid steps: expected >= 1 optimiser steps before an average, received {steps}")
-    return 1.0 - float(decay) ** int(steps)
+def decay_at(decay: float, step: int) -> float:
+    """``delta_t = min(decay, (t - 1) / (t + 8))`` in float64, for optimiser step ``t >= 1``."""
+    if step < 1:
+        raise ValueError(f"invalid step: expected an optimiser step t >= 1, received {step}")
+    return min(float(decay), (step - 1.0) / (step + 8.0))
 
 
 def moving_average(weights_per_step: Iterable[Mapping[str, np.ndarray]], decay: float) -> dict[str, np.ndarray]:
@@ -46,12 +49,10 @@ def moving_average(weights_per_step: Iterable[Mapping[str, np.ndarray]], decay: 
     -------
     dict of str to ndarray, float64
     """
-    sums: dict[str, np.ndarray] = {}
-    steps = 0
-    for weights in weights_per_step:
-        steps += 1
+    average: dict[str, np.ndarray] = {}
+    for step, weights in enumerate(weights_per_step, start=1):
+        delta = decay_at(decay, step)
         for name, value in weights.items():
-            previous = sums.get(name, np.zeros(np.shape(value), np.float64))
-            sums[name] = decay * previous + (1.0 - decay) * np.asarray(value, np.float64)
-    correction = debiasing(decay, steps)
-    return {name: value / correction for name, value in sums.items()}
+            value = np.asarray(value, np.float64)
+            average[name] = delta * average.get(name, value) + (1.0 - delta) * value
+    return average

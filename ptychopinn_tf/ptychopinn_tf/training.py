@@ -55,7 +55,6 @@ from ptychopinn_core.atomic import atomic_write
 from ptychopinn_core.config import Config, ExecutionConfig, TrainingConfig
 from ptychopinn_core.model.state import History
 from ptychopinn_core.progress import ProgressCallback
-from ptychopinn_core.training.averaging import debiasing
 from ptychopinn_core.training.data import TrainingData
 from ptychopinn_core.training.policy import EpochPolicy, MetricsLogger
 from ptychopinn_core.training.run_dir import CsvMetricsLogger, checkpoint_to_resume, new_log_version
@@ -137,11 +136,13 @@ def _make_strategy(execution: ExecutionConfig) -> tf.distribute.Strategy | None:
 class WeightAverage:
     """The moving average of the trained variables (``training.ema_decay``).
 
-    :mod:`ptychopinn_core.training.averaging` defines it: ``m <- decay m + (1 - decay) w``
-    after every optimiser step (:meth:`update`, traced into the compiled step), the average
-    ``m / (1 - decay**t)``. While it is "in", the variables hold the average and the raw
-    weights wait aside. Under a MirroredStrategy the sums are mirrored like the weights
-    (every replica holds the same weights after the update; the first replica's sum is kept).
+    :mod:`ptychopinn_core.training.averaging` defines it: after step ``t``,
+    ``a <- delta_t a + (1 - delta_t) w`` with ``delta_t = min(decay, (t - 1) / (t + 8))``
+    (0 at the first step; computed in float64 like the core's ``decay_at``), traced into
+    the compiled step by :meth:`update`. While it is "in", the variables hold the average
+    and the raw weights wait aside. Under a MirroredStrategy the averages are mirrored like
+    the weights (every replica holds the same weights after the update; the first
+    replica's average is kept).
 
     Parameters
     ----------
@@ -154,26 +155,27 @@ class WeightAverage:
         self.variables = variables
         self.decay = float(decay)
         first = tf.VariableAggregation.ONLY_FIRST_REPLICA
-        self.sums = [tf.Variable(tf.zeros_like(variable), trainable=False, aggregation=first,
-                                 name=f"average_{index}") for index, variable in enumerate(variables)]
+        self.averages = [tf.Variable(tf.zeros_like(variable), trainable=False, aggregation=first,
+                                     name=f"average_{index}") for index, variable in enumerate(variables)]
         self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=first, name="average_steps")
         self._raw: list[np.ndarray] | None = None
 
     def update(self) -> None:
-        """After an optimiser step: fold the raw weights into the running sums."""
+        """After an optimiser step: fold the raw weights into the average."""
         self.steps.assign_add(1)
-        for total, variable in zip(self.sums, self.variables):
-            total.assign(total * self.decay + variable * (1.0 - self.decay))
+        step = tf.cast(self.steps, tf.float64)
+        delta = tf.minimum(tf.constant(self.decay, tf.float64), (step - 1.0) / (step + 8.0))
+        for average, variable in zip(self.averages, self.variables):
+            dtype = variable.dtype
+            average.assign(average * tf.cast(delta, dtype) + variable * tf.cast(1.0 - delta, dtype))
 
     def put_in(self) -> None:
         """Variables := the average (the raw weights kept aside); nothing before the first step."""
-        steps = int(self.steps.numpy())
-        if self._raw is not None or steps == 0:
+        if self._raw is not None or int(self.steps.numpy()) == 0:
             return
-        correction = debiasing(self.decay, steps)
         self._raw = [variable.numpy() for variable in self.variables]
-        for total, variable in zip(self.sums, self.variables):
-            variable.assign(total.numpy() / correction)
+        for average, variable in zip(self.averages, self.variables):
+            variable.assign(average)
 
     def take_out(self) -> None:
         """Variables := the raw weights again, for the next step or a checkpoint."""
@@ -384,7 +386,7 @@ def _save_checkpoint(path: Path, worker: PinnModel, optimizer, average: WeightAv
     arrays.update({f"variable_{i}": variable.numpy() for i, variable in enumerate(worker.trainable_variables)})
     arrays.update({f"optimizer_{i}": variable.numpy() for i, variable in enumerate(optimizer.variables)})
     if average is not None:
-        arrays.update({f"average_{i}": total.numpy() for i, total in enumerate(average.sums)})
+        arrays.update({f"average_{i}": value.numpy() for i, value in enumerate(average.averages)})
         arrays["average_steps"] = average.steps.numpy()
     with atomic_write(path) as handle:
         np.savez(handle, **arrays)
@@ -402,7 +404,7 @@ def _restore_checkpoint(path: Path, worker: PinnModel, optimizer, average: Weigh
             raise ValueError(f"{path}: training.ema_decay needs the weight average (key 'average_steps'), "
                              "received a checkpoint written without it")
         average.steps.assign(int(arrays["average_steps"]))
-        groups.append(("average", average.sums))
+        groups.append(("average", average.averages))
     for prefix, variables in groups:
         names = sorted((name for name in arrays if name.startswith(prefix + "_") and name != "average_steps"),
                        key=lambda n: int(n.split("_")[1]))

@@ -54,7 +54,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ptychopinn_core.config import Config, ExecutionConfig, TrainingConfig
 from ptychopinn_core.model.state import History
 from ptychopinn_core.progress import ProgressCallback, ProgressEvent
-from ptychopinn_core.training.averaging import debiasing
+from ptychopinn_core.training.averaging import decay_at
 from ptychopinn_core.training.data import TrainingData
 from ptychopinn_core.training.policy import EpochPolicy, MetricsLogger
 from ptychopinn_core.training.run_dir import LOG_FOLDER, checkpoint_to_resume
@@ -183,9 +183,9 @@ class TrainingDataModule(L.LightningDataModule):
 class WeightAverage:
     """The moving average of the trained parameters (``training.ema_decay``).
 
-    :mod:`ptychopinn_core.training.averaging` defines it: ``m <- decay m + (1 - decay) w``
-    after every optimiser step, the average ``m / (1 - decay**t)``. While it is "in", the
-    parameters hold the average and the raw weights wait aside.
+    :mod:`ptychopinn_core.training.averaging` defines it: after step ``t``,
+    ``a <- delta_t a + (1 - delta_t) w`` with ``delta_t = decay_at(decay, t)`` (0 at the first
+    step). While it is "in", the parameters hold the average and the raw weights wait aside.
 
     Parameters
     ----------
@@ -197,26 +197,26 @@ class WeightAverage:
     def __init__(self, parameters: list[torch.nn.Parameter], decay: float) -> None:
         self.parameters = parameters
         self.decay = float(decay)
-        self.sums = [torch.zeros_like(parameter, requires_grad=False) for parameter in parameters]
+        self.averages = [torch.zeros_like(parameter, requires_grad=False) for parameter in parameters]
         self.steps = 0
         self._raw: list[torch.Tensor] | None = None
 
     @torch.no_grad()
     def update(self) -> None:
-        """After an optimiser step: fold the raw weights into the running sums."""
+        """After an optimiser step: fold the raw weights into the average."""
         self.steps += 1
-        for total, parameter in zip(self.sums, self.parameters):
-            total.mul_(self.decay).add_(parameter.detach().to(total.device), alpha=1.0 - self.decay)
+        delta = decay_at(self.decay, self.steps)
+        for average, parameter in zip(self.averages, self.parameters):
+            average.mul_(delta).add_(parameter.detach().to(average.device), alpha=1.0 - delta)
 
     @torch.no_grad()
     def put_in(self) -> None:
         """Parameters := the average (the raw weights kept aside); nothing before the first step."""
         if self._raw is not None or self.steps == 0:
             return
-        correction = debiasing(self.decay, self.steps)
         self._raw = [parameter.detach().clone() for parameter in self.parameters]
-        for total, parameter in zip(self.sums, self.parameters):
-            parameter.copy_(total / correction)
+        for average, parameter in zip(self.averages, self.parameters):
+            parameter.copy_(average)
 
     @torch.no_grad()
     def take_out(self) -> None:
@@ -233,16 +233,16 @@ class WeightAverage:
         self._raw = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "sums": [total.detach().cpu() for total in self.sums]}
+        return {"steps": self.steps, "averages": [average.detach().cpu() for average in self.averages]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        sums = state["sums"]
-        if len(sums) != len(self.sums) or any(a.shape != b.shape for a, b in zip(sums, self.sums)):
+        saved = state["averages"]
+        if len(saved) != len(self.averages) or any(a.shape != b.shape for a, b in zip(saved, self.averages)):
             raise ValueError("invalid checkpoint: its weight average does not match the model's parameters")
         self.steps = int(state["steps"])
         with torch.no_grad():
-            for total, saved in zip(self.sums, sums):
-                total.copy_(saved.to(total.device))
+            for average, value in zip(self.averages, saved):
+                average.copy_(value.to(average.device))
 
 
 # -- the system -----------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from ptychopinn_core.physics import (
     translate,
 )
 from ptychopinn_core.model.inputs import check_model_inputs
-from ptychopinn_core.training.averaging import debiasing
+from ptychopinn_core.training.averaging import decay_at
 from ptychopinn_core.training.policy import EpochPolicy
 
 __all__ = ["ConstantPatchModel", "NumpyPhysicsOps", "train"]
@@ -204,7 +204,7 @@ def train(model: ConstantPatchModel, data, config, progress) -> History:
         return _batch_loss(parameters, probe, diffraction, offsets_xy, scale, training, config.model)
 
     decay = training.ema_decay  # the weight average (ptychopinn_core.training.averaging)
-    average_sum = np.zeros_like(theta)
+    average = theta
 
     policy.start()
     for epoch in range(training.epochs):
@@ -218,10 +218,11 @@ def train(model: ConstantPatchModel, data, config, progress) -> History:
             corrected_first = first_moment / (1 - training.adam_beta1**n_updates)
             corrected_second = second_moment / (1 - training.adam_beta2**n_updates)
             theta = theta - learning_rate * corrected_first / (np.sqrt(corrected_second) + training.adam_epsilon)
-            average_sum = decay * average_sum + (1 - decay) * theta
+            delta = decay_at(decay, n_updates) if decay else 0.0
+            average = delta * average + (1 - delta) * theta
             model.set_head_biases(theta)
             policy.end_batch(step, loss, len(group_ids))
-        scored = average_sum / debiasing(decay, n_updates) if decay else theta
+        scored = average if decay else theta
         model.set_head_biases(scored)  # the epoch's end sees the average
         val_loss = loss_on(data.validation_groups, scored) if len(data.validation_groups) else None
         if policy.end_epoch(val_loss):
