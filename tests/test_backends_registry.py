@@ -478,3 +478,17 @@ def test_discovery_and_listing_import_no_framework(fake_backend_env):
     result = subprocess.run([sys.executable, "-c", code], env=fake_backend_env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_mixed_precision_is_the_trainings_alone() -> None:
+    """A model trained in bf16-mixed runs on a float32-only backend: inference is float32."""
+    from ptychopinn_core.backends.contract import Capabilities
+
+    float32_only = Capabilities(modes={"pinn"}, devices={"cpu"}, strategies={"single"}, precisions={"32"},
+                                pattern_sizes=(64,), gridsizes=(1, 2))
+    mixed = Config().with_overrides({"execution.precision": "bf16-mixed"})
+    assert float32_only.unsupported(mixed, training=False) == []
+    assert float32_only.unsupported(mixed) == ["execution.precision='bf16-mixed' (supported: 32)"]
+    # float64 is the network's own arithmetic, at inference too
+    assert float32_only.unsupported(Config().with_overrides({"execution.precision": "64"}), training=False) == [
+        "execution.precision='64' (supported: 32)"]

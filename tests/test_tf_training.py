@@ -90,7 +90,7 @@ def test_tensorboard_logger_writes_the_epoch_metrics(tmp_path) -> None:
 def test_one_trace_serves_every_batch_size() -> None:
     config, data, model = small_setup()
     optimizer = training._make_optimizer(config.training)
-    step = training._single_device_step(model, optimizer, supervised=False)
+    step = training._single_device_step(model, optimizer, None, supervised=False)
     for size in (4, 3, 1, 4):
         diffraction, offsets = data.gather(data.train_groups[:size])
         assert np.isfinite(float(step(tf.constant(diffraction), tf.constant(offsets))))

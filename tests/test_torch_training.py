@@ -51,8 +51,9 @@ def _relative(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]) ->
 
 
 def test_batches_are_the_cores() -> None:
-    """Step k of the trainer is one Adam step on data.epoch_batches(0)[k], replayed by hand."""
-    config = _config(**{"training.epochs": 1})
+    """Step k of the trainer is one Adam step on data.epoch_batches(0)[k], replayed by hand
+    (the last step's weights: no average, which tests/test_weight_average.py checks)."""
+    config = _config(**{"training.epochs": 1, "training.ema_decay": 0.0})
     model, data = _setup(config)
     reference, _ = _setup(config)
     events = []

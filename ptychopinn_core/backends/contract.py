@@ -56,6 +56,8 @@ ALLOWED_MODES = frozenset({"pinn", "supervised"})
 ALLOWED_DEVICES = frozenset({"cpu", "gpu"})
 #: Numeric precisions a backend may support (``config.execution.precision``).
 ALLOWED_PRECISIONS = frozenset({"32", "64", "bf16-mixed", "16-mixed"})
+#: Precisions that change the network's arithmetic in training only (inference: float32).
+MIXED_PRECISIONS = frozenset({"bf16-mixed", "16-mixed"})
 #: Metrics loggers a backend may offer (``execution.logger``; "none" is always allowed).
 ALLOWED_LOGGERS = frozenset({"csv", "tensorboard", "mlflow"})
 #: A canonical backend name: lower case letters and digits. No "_" because Ptychodus
@@ -204,7 +206,10 @@ class Capabilities:
         check("model.gridsize", config.model.gridsize, self.gridsizes)
         if config.execution.device != "auto":
             check("execution.device", config.execution.device, self.devices)
-        check("execution.precision", config.execution.precision, self.precisions)
+        precision = config.execution.precision
+        if not training and precision in MIXED_PRECISIONS:
+            precision = "32"  # a mixed precision is the training's: inference runs the float32 network
+        check("execution.precision", precision, self.precisions)
         if training and not self.training:  # the training settings do not matter then
             problems.append("training (this backend runs trained models only)")
         elif training:
