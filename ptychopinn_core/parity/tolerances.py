@@ -110,9 +110,9 @@ TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
             "gradient vanishes for a constant phase) amplify eps 1e-16 by up to ~1e5",
         ),
         "training:32": Tolerance(
-            1e-2,
+            3e-2,
             "loss curves of the first steps, relative to the loss above its floor: float32 differences "
-            "(and kink flips) grow ~1.5x per step; measured <= 4e-3 after 20 steps (N = 64)",
+            "(and kink flips) grow ~1.5x per step; measured <= 8.4e-3 after 20 steps (N = 64, every case)",
         ),
         "training:bf16": Tolerance(
             1e-1,
