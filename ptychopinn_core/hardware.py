@@ -32,6 +32,6 @@ def cpu_bfloat16_flags(cpuinfo: str | Path = _CPUINFO) -> tuple[str, ...]:
     flags: set[str] = set()
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
+        if key.strip() == "flags":  # x86; Arm lists "Features", none of them oneDNN's x86 units
             flags.update(value.split())
     return tuple(flag for flag in BFLOAT16_FLAGS if flag in flags)

@@ -39,6 +39,8 @@ __all__ = [
     "ALLOWED_MODES",
     "ALLOWED_LOGGERS",
     "ALLOWED_PRECISIONS",
+    "MIXED_PRECISIONS",
+    "inference_precision",
     "BACKEND_NAME_PATTERN",
     "BackendInfo",
     "BackendModel",
@@ -58,6 +60,12 @@ ALLOWED_DEVICES = frozenset({"cpu", "gpu"})
 ALLOWED_PRECISIONS = frozenset({"32", "64", "bf16-mixed", "16-mixed"})
 #: Precisions that change the network's arithmetic in training only (inference: float32).
 MIXED_PRECISIONS = frozenset({"bf16-mixed", "16-mixed"})
+
+
+def inference_precision(precision: str) -> str:
+    """The ``execution.precision`` a model of ``precision`` predicts in: a mixed precision is
+    the training's alone (its weights are float32), so ``"32"``; the others are their own."""
+    return "32" if precision in MIXED_PRECISIONS else precision
 #: Metrics loggers a backend may offer (``execution.logger``; "none" is always allowed).
 ALLOWED_LOGGERS = frozenset({"csv", "tensorboard", "mlflow"})
 #: A canonical backend name: lower case letters and digits. No "_" because Ptychodus
@@ -207,9 +215,7 @@ class Capabilities:
         if config.execution.device != "auto":
             check("execution.device", config.execution.device, self.devices)
         precision = config.execution.precision
-        if not training and precision in MIXED_PRECISIONS:
-            precision = "32"  # a mixed precision is the training's: inference runs the float32 network
-        check("execution.precision", precision, self.precisions)
+        check("execution.precision", precision if training else inference_precision(precision), self.precisions)
         if training and not self.training:  # the training settings do not matter then
             problems.append("training (this backend runs trained models only)")
         elif training:

@@ -67,8 +67,8 @@ from ptychopinn_core.model.inputs import prepare_model_state
 from ptychopinn_core.parity.cases import PHYSICS_OPS, physics_case
 from ptychopinn_core.parity.report import ParityReport
 from ptychopinn_core.parity.tolerances import TOLERANCES, relative_error
-from ptychopinn_core.physics import pinn_loss
 from ptychopinn_core.training.data import prepare_training_data
+from ptychopinn_core.training.schedule import batch_loss_floor
 
 __all__ = ["BATCH_GROUPS", "ParityCase", "parity_cases", "run_parity"]
 
@@ -154,17 +154,9 @@ def _curve_error(curve: Sequence[float], reference: Sequence[float], floors: Seq
     return float(np.max(np.abs(curve - reference) / np.maximum(above, np.finfo(np.float64).tiny)))
 
 
-def _batch_floor(diffraction: np.ndarray, intensity_scale: float, training) -> float:
-    """The loss of a perfect prediction (``A_hat = X_n``) on one batch; 0 for the supervised MAEs."""
-    if training.mode != "pinn":
-        return 0.0
-    diffraction = diffraction.astype(np.float64)
-    return pinn_loss(diffraction, diffraction, intensity_scale, training.nll_weight, training.mae_weight)
-
-
 def _batch_floors(data, training) -> list[float]:
-    """:func:`_batch_floor` of each training batch of epoch 0, in order."""
-    return [_batch_floor(data.gather(group_ids)[0], data.intensity_scale, training)
+    """The loss floor of each training batch of epoch 0, in order."""
+    return [batch_loss_floor(data.gather(group_ids)[0], data.intensity_scale, training)
             for group_ids in data.epoch_batches(0)]
 
 
@@ -260,7 +252,7 @@ def _one_batch_levels(
     diffraction, offsets = data.gather(group_ids)
     truth = data.gather_truth(group_ids) if case.mode == "supervised" else None
     weights = initial_weights(parameter_specs(config.model), config.training.seed)
-    floor = _batch_floor(diffraction, data.intensity_scale, config.training)
+    floor = batch_loss_floor(diffraction, data.intensity_scale, config.training)
     bits = _bits(precision)
     label = f"{case.label}, {_precision_name(precision)}"
 

@@ -32,6 +32,7 @@ __all__ = [
     "PlateauSchedule",
     "RELATIVE_IMPROVEMENT",
     "Schedule",
+    "batch_loss_floor",
     "loss_floor",
     "make_schedule",
 ]
@@ -69,10 +70,17 @@ def loss_floor(data: TrainingData, training: TrainingConfig) -> float:
     total = 0.0
     for start in range(0, groups.size, _FLOOR_CHUNK):
         chunk = groups[start:start + _FLOOR_CHUNK]
-        diffraction = data.gather(chunk)[0].astype(np.float64)
-        total += chunk.size * pinn_loss(diffraction, diffraction, data.intensity_scale, training.nll_weight,
-                                        training.mae_weight)
+        total += chunk.size * batch_loss_floor(data.gather(chunk)[0], data.intensity_scale, training)
     return total / groups.size
+
+
+def batch_loss_floor(diffraction: np.ndarray, intensity_scale: float, training: TrainingConfig) -> float:
+    """The loss of a perfect prediction (``A_hat = X_n``) on one batch ``(B, C, N, N)``, in
+    float64; 0 for the supervised MAEs. What a batch's loss is measured from (parity, tests)."""
+    if training.mode != "pinn":
+        return 0.0
+    diffraction = np.asarray(diffraction, np.float64)
+    return pinn_loss(diffraction, diffraction, intensity_scale, training.nll_weight, training.mae_weight)
 
 
 class Schedule(Protocol):

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ptychopinn_core.backends.contract import MIXED_PRECISIONS, ForwardResult
+from ptychopinn_core.backends.contract import ForwardResult, inference_precision
 from ptychopinn_core.config import Config
 from ptychopinn_core.model.batching import MAX_INFERENCE_GROUPS
 from ptychopinn_core.model.inputs import check_model_inputs
@@ -87,8 +87,7 @@ class OnnxModel:
 
     def __init__(self, config: Config, state: ModelState, weights: Mapping[str, np.ndarray]) -> None:
         execution = config.execution
-        # A mixed precision is the training's (its network ran in bfloat16): the model is float32.
-        if execution.precision not in ("32", *MIXED_PRECISIONS):
+        if inference_precision(execution.precision) != "32":
             raise ValueError(
                 "invalid execution.precision: backend 'onnx' runs float32 only, "
                 f"received precision={execution.precision!r}"

@@ -66,6 +66,8 @@ __all__ = ["LAST_CHECKPOINT", "train_model"]
 LAST_CHECKPOINT = "last.npz"
 #: Format tag stored in the checkpoint, checked on resume.
 CHECKPOINT_FORMAT = "ptychopinn-tf-checkpoint/1"
+#: Key of the weight average's step count in the checkpoint (its values are ``average_<i>``).
+AVERAGE_STEPS_KEY = "weight_average_steps"
 
 
 class _KingmaBaAdam(keras.optimizers.Adam):
@@ -387,7 +389,7 @@ def _save_checkpoint(path: Path, worker: PinnModel, optimizer, average: WeightAv
     arrays.update({f"optimizer_{i}": variable.numpy() for i, variable in enumerate(optimizer.variables)})
     if average is not None:
         arrays.update({f"average_{i}": value.numpy() for i, value in enumerate(average.averages)})
-        arrays["average_steps"] = average.steps.numpy()
+        arrays[AVERAGE_STEPS_KEY] = average.steps.numpy()
     with atomic_write(path) as handle:
         np.savez(handle, **arrays)
 
@@ -400,14 +402,13 @@ def _restore_checkpoint(path: Path, worker: PinnModel, optimizer, average: Weigh
         raise ValueError(f"{path}: not a ptychopinn-tf checkpoint (key 'format' is not {CHECKPOINT_FORMAT!r})")
     groups = [("variable", worker.trainable_variables), ("optimizer", optimizer.variables)]
     if average is not None:
-        if "average_steps" not in arrays:
-            raise ValueError(f"{path}: training.ema_decay needs the weight average (key 'average_steps'), "
+        if AVERAGE_STEPS_KEY not in arrays:
+            raise ValueError(f"{path}: training.ema_decay needs the weight average (key {AVERAGE_STEPS_KEY!r}), "
                              "received a checkpoint written without it")
-        average.steps.assign(int(arrays["average_steps"]))
+        average.steps.assign(int(arrays[AVERAGE_STEPS_KEY]))
         groups.append(("average", average.averages))
     for prefix, variables in groups:
-        names = sorted((name for name in arrays if name.startswith(prefix + "_") and name != "average_steps"),
-                       key=lambda n: int(n.split("_")[1]))
+        names = sorted((name for name in arrays if name.startswith(prefix + "_")), key=lambda n: int(n.split("_")[1]))
         if len(names) != len(variables):
             raise ValueError(
                 f"{path}: holds {len(names)} {prefix} variables, this model has {len(variables)}; "
