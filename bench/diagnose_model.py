@@ -4,6 +4,7 @@ Run from the repository root, on a bundle written by ``bench/time_to_quality.py 
 
     .venv/bin/python bench/diagnose_model.py time-to-quality/model-pytorch-velociprobe-g2.zip
     .venv/bin/python bench/diagnose_model.py MODEL.zip --backend tensorflow --out diagnosis
+    .venv/bin/python bench/diagnose_model.py MODEL.zip --n-train 8000 --n-test 2000 --unseen-only
 
 The scans are those of ``bench/time_to_quality.py`` (same seeds, probe, sizes): the
 training scan (the *seen* object) and the unseen test scan. For each, with the model's
@@ -21,9 +22,9 @@ predictions stitched as ``ptychopinn infer`` does and scored as the benchmark sc
 - ``plain`` / ``phase_sync``: SSIM with the plain average of the patches and with the
   core's phase-synchronised stitching (``inference.phase_sync``, the default; physics.md,
   Stitching: offsets chosen without the truth so that the patches agree), and the
-  rounds it took;
+  Newton steps it took;
 - ``phase_sync_anchor``: the synchronisation with its anchor ``lambda`` swept (0: the
-  overlaps alone; SSIM and rounds per value; the default is
+  overlaps alone; SSIM and steps per value; the default is
   ``ptychopinn_core.physics.stitching.PHASE_SYNC_ANCHOR``);
 - ``crop``: the stitching crop swept around the model's (``-8 .. +8`` px; SSIM per crop,
   phase-synchronised).
@@ -46,15 +47,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 LOW_PASS_SIGMA_PX = 2.0
 CROP_STEPS = (-8, -4, 0, 4, 8)  # around the model's stitching crop
-ANCHORS = (0.0, 0.03, 0.1, 0.3, 1.0)  # phase synchronisation's pull to each patch's own phase
+ANCHORS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)  # phase synchronisation's pull to each patch's own phase
 
 
 def _scans(args, probe_kind: str):
     from ptychopinn_core.simulation import make_demo_scan
 
     size = args.pattern_size
-    return {"seen": make_demo_scan(args.n_train, size, seed=args.seed + 1, probe_kind=probe_kind),
-            "unseen": make_demo_scan(args.n_test, size, seed=args.seed + 2, probe_kind=probe_kind)}
+    seen = {} if args.unseen_only else {"seen": make_demo_scan(args.n_train, size, seed=args.seed + 1, probe_kind=probe_kind)}
+    return seen | {"unseen": make_demo_scan(args.n_test, size, seed=args.seed + 2, probe_kind=probe_kind)}
 
 
 def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
@@ -84,7 +85,7 @@ def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
     report: dict[str, object] = {
         "ssim": ssim(base),
         "plain": {"ssim": ssim(plain)},
-        "phase_sync": {"ssim": ssim(base), "rounds": base.meta["phase_sync_rounds"]},
+        "phase_sync": {"ssim": ssim(base), "steps": base.meta["phase_sync_steps"]},
         "phase_rmse": float(np.sqrt(np.mean(error**2))),
         "phase_rmse_low": float(np.sqrt(np.mean(low**2))),
         "phase_rmse_high": float(np.sqrt(np.mean((error - low) ** 2))),
@@ -104,7 +105,7 @@ def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
         stitcher = Stitcher(base.frame, crop_size=crop, patch_size=size, **sync)
         stitcher.add(values, positions)
         obj = stitcher.result()
-        meta = dict(base.meta, phase_sync_rounds=stitcher.sync_rounds_run)
+        meta = dict(base.meta, phase_sync_steps=stitcher.sync_steps_run)
         return Reconstruction(object=obj, frame=base.frame, meta=meta)
 
     def offsets_to(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -119,7 +120,7 @@ def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
     anchors = {}
     for anchor in ANCHORS:
         recon = stitched(patches, phase_sync=True, phase_sync_anchor=anchor)
-        anchors[str(anchor)] = {"ssim": ssim(recon), "rounds": recon.meta["phase_sync_rounds"]}
+        anchors[str(anchor)] = {"ssim": ssim(recon), "steps": recon.meta["phase_sync_steps"]}
     report["phase_sync_anchor"] = anchors
     crops = {}
     for value in sorted({min(size, max(8, crop + step)) for step in CROP_STEPS}):
@@ -175,6 +176,8 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=2000, help="as the time_to_quality run")
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--unseen-only", action="store_true",
+                        help="diagnose the unseen object only (the seen one is the training scan: slow for large ones)")
     parser.add_argument("--out", type=Path, default=Path("diagnosis"))
     args = parser.parse_args()
 

@@ -9,7 +9,7 @@ Prints ONE JSON object: the machine, the problem size, wall-clock seconds and
 positions per second of simulation and of stitching, the peak traced memory of a
 streamed stitch (canvas + one chunk, independent of M) and the process's peak RSS, and
 the same stitch with phase synchronisation (``inference.phase_sync``) of patches given
-random constant phases (+-0.3 rad, network-like): seconds, rounds and peak traced memory
+random constant phases (+-0.3 rad, network-like): seconds, Newton steps and peak traced memory
 (the kept windows grow with M).
 Nothing is asserted: timings are measured here, never in tests.
 """
@@ -97,7 +97,7 @@ def main() -> None:
         "output_bytes": int(scan.diffraction.nbytes + scan.patches.nbytes + scan.object.nbytes),
         "stitch_peak_traced_bytes": int(stitch_peak),
         "phase_sync_stitch_seconds": round(sync_s, 3),
-        "phase_sync_rounds": synced.sync_rounds_run,
+        "phase_sync_steps": synced.sync_steps_run,
         "phase_sync_peak_traced_bytes": int(sync_peak),
         "process_peak_rss_bytes": peak_rss_bytes(),
     }

@@ -183,7 +183,7 @@ def reconstruct(
     }
     obj = stitcher.result()
     if config.inference.phase_sync:
-        meta["phase_sync_rounds"] = stitcher.sync_rounds_run
+        meta["phase_sync_steps"] = stitcher.sync_steps_run
     return Reconstruction(object=obj, frame=frame, meta=meta)
 
 

@@ -51,7 +51,7 @@ def test_every_part_is_reported(tmp_path) -> None:
         part = report[name]
         pairs = [part["ssim"], part["oracle_offsets"]["ssim"], part["oracle_planes"]["ssim"], part["plain"]["ssim"], part["phase_sync"]["ssim"],
                  *part["crop"].values()]
-        assert part["phase_sync"]["ssim"] == part["ssim"] and part["phase_sync"]["rounds"] >= 1
+        assert part["phase_sync"]["ssim"] == part["ssim"] and part["phase_sync"]["steps"] >= 1
         # The default anchor's entry: the same numbers as the default stitching.
         assert part["phase_sync_anchor"][str(PHASE_SYNC_ANCHOR)] == part["phase_sync"]
         pairs += [entry["ssim"] for entry in part["phase_sync_anchor"].values()]

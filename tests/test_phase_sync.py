@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from ptychopinn_core.evaluation.region import scanned_region
+from ptychopinn_core.physics.phase_sync import PHASE_SYNC_MAX_STEPS, synchronise_phases
 from ptychopinn_core.physics.stitching import (
-    PHASE_SYNC_MAX_ROUNDS,
     ObjectFrame,
     Stitcher,
     default_crop_size,
@@ -63,7 +63,7 @@ def test_without_the_anchor_random_patch_phases_are_removed_exactly(integer_scan
     result, stitcher = _synchronised(scan, scrambled, anchor=0.0)
     assert np.max(np.abs(plain[rows, cols] - truth)) > 1.0  # averaging scrambled phases destroys the object
     np.testing.assert_allclose(_common_phase_removed(result[rows, cols], truth), truth, atol=1e-3)
-    assert 1 <= stitcher.sync_rounds_run < PHASE_SYNC_MAX_ROUNDS  # it converged
+    assert 1 <= stitcher.sync_steps_run < PHASE_SYNC_MAX_STEPS  # it converged
 
 
 def test_with_the_default_anchor_small_patch_phases_are_mostly_removed(integer_scan):
@@ -134,3 +134,70 @@ def test_bad_anchor_is_a_clear_error():
     for bad in (-0.1, float("nan"), float("inf"), True):
         with pytest.raises(ValueError, match="phase_sync_anchor"):
             Stitcher(frame, patch_size=16, phase_sync=True, phase_sync_anchor=bad)
+
+
+def _power_method(gram, anchor, tol=1e-12, rounds=200_000):
+    """The reference: the generalised power method (every round raises the objective), run
+    to a tight tolerance; slow, but its fixed point is the optimum for network-like input."""
+    factors = np.ones(gram.shape[0], dtype=np.complex128)
+    for _ in range(rounds):
+        target = gram @ factors + anchor
+        updated = target / np.abs(target)
+        if np.max(np.abs(updated - factors)) <= tol:
+            return updated
+        factors = updated
+    raise AssertionError("the reference did not converge")
+
+
+def _gram(scan, patches):
+    """The stitcher's own overlap matrix for these patches (its synchronisation's input)."""
+    captured = {}
+
+    def spy(gram, anchor):
+        captured["gram"] = gram
+        return synchronise_phases(gram, anchor)
+
+    import ptychopinn_core.physics.stitching as stitching
+
+    original = stitching.synchronise_phases
+    stitching.synchronise_phases = spy
+    try:
+        _synchronised(scan, patches)
+    finally:
+        stitching.synchronise_phases = original
+    return captured["gram"]
+
+
+@pytest.mark.parametrize("anchor", [0.0, 0.03, 0.3])
+def test_newton_reaches_the_power_methods_optimum(jittered_scan, anchor):
+    scan = jittered_scan
+    gram = _gram(scan, scan.patches * _offsets(len(scan.patches), 0.5, seed=6))
+    weights = anchor * gram.diagonal().real
+    factors, steps = synchronise_phases(gram, weights)
+    reference = _power_method(gram, weights)
+    if anchor == 0.0:  # then only relative phases are defined
+        factors = _common_phase_removed(factors, reference)
+    np.testing.assert_allclose(factors, reference, atol=1e-6)
+    assert steps <= 10
+
+
+def test_a_rank_one_overlap_is_solved_exactly():
+    """``A = z z^H``: without an anchor the optimum is ``u = z / |z|`` up to a common phase."""
+    from scipy import sparse
+
+    z = np.random.default_rng(7).normal(size=50) * np.exp(1j * np.linspace(-3.0, 3.0, 50))
+    factors, _ = synchronise_phases(sparse.csr_matrix(np.outer(z, np.conj(z))), np.zeros(50))
+    np.testing.assert_allclose(_common_phase_removed(factors, z / np.abs(z)), z / np.abs(z), atol=1e-8)
+
+
+@pytest.mark.parametrize(("spread", "most_steps"), [(np.pi / 2, 20), (np.pi, PHASE_SYNC_MAX_STEPS - 1)])
+def test_a_large_scan_is_synchronised(spread, most_steps):
+    """2000 patches and no anchor: the power method needs thousands of rounds here (a smooth
+    disagreement moves by local averaging only); Newton's steps solve for every angle at
+    once, and its step bound keeps it out of local optima even from the whole circle."""
+    scan = make_demo_scan(2000, size=64, nphotons=1e6, seed=5, jitter_px=0.0)
+    rows, cols = _region(scan)
+    truth = scan.object[rows, cols]
+    result, stitcher = _synchronised(scan, scan.patches * _offsets(len(scan.patches), spread, seed=8), anchor=0.0)
+    np.testing.assert_allclose(_common_phase_removed(result[rows, cols], truth), truth, atol=1e-3)
+    assert stitcher.sync_steps_run <= most_steps

@@ -38,18 +38,17 @@ by a constant phase each, and averaging them then cancels part of the object whe
 they overlap. With ``phase_sync`` each patch ``k`` is multiplied by a unit factor
 ``u_k`` that makes the patches agree. With ``v_k`` the patch's placed window (as added
 to ``value``), ``W`` the weight and the Gram matrix of the overlaps
-``A_kl = sum_r conj(v_k(r)) v_l(r) / W(r)`` (one sparse product), ``u`` maximises
-``u^H A u + 2 lambda sum_k A_kk Re(u_k)`` by the generalised power method::
+``A_kl = sum_r conj(v_k(r)) v_l(r) / W(r)`` (one sparse product), ``u`` maximises::
 
-    u <- 1;  repeat until no factor moves by more than PHASE_SYNC_TOL (at most PHASE_SYNC_MAX_ROUNDS):
-        u_k <- unit( (A u)_k + lambda A_kk )
+    u^H A u + 2 lambda sum_k A_kk Re(u_k)
 
-``(A u)_k = sum_r conj(v_k(r)) object(r)`` aligns patch ``k`` with the object stitched
-from all patches (itself included: ``A`` is positive semi-definite, so every round
-raises the objective and the iteration cannot oscillate); the anchor
-``lambda = PHASE_SYNC_ANCHOR`` keeps a pull towards the network's own phase, so that
-small errors of many pairwise overlaps cannot add up to a drift across a large scan.
-A patch that overlaps nothing keeps its phase. A common phase is then removed so that
+solved to its optimum from ``u = 1`` by Newton's method on the angles
+(:func:`ptychopinn_core.physics.phase_sync.synchronise_phases`: a handful of sparse
+Laplacian solves whatever the scan's size). ``u^H A u = sum_r W(r) |object(r)|^2``
+rewards patches that add up instead of cancelling; the anchor
+``lambda = PHASE_SYNC_ANCHOR`` keeps a small pull towards the network's own phase, so
+that small errors of many pairwise overlaps cannot add up to a drift across a large
+scan. A patch that overlaps nothing keeps its phase. A common phase is then removed so that
 the result agrees on average with the plain average (``u = 1``): the network's absolute
 phase, which the data cannot fix either, is kept. Only a per-patch constant changes;
 the amplitudes and the shape of each patch's phase are the network's. Synchronising
@@ -73,12 +72,11 @@ from typing import Any
 
 import numpy as np
 
+from ptychopinn_core.physics.phase_sync import synchronise_phases
 from ptychopinn_core.physics.translate import translate
 
 __all__ = [
     "PHASE_SYNC_ANCHOR",
-    "PHASE_SYNC_MAX_ROUNDS",
-    "PHASE_SYNC_TOL",
     "STITCH_MIN_WEIGHT",
     "ObjectFrame",
     "Stitcher",
@@ -95,11 +93,8 @@ STITCH_MIN_WEIGHT = 1e-6
 # Phase synchronisation (module docstring). The anchor weighs each patch's own phase
 # against its neighbours' (lambda, relative to the patch's own overlap A_kk): 0 trusts
 # only the overlaps, which lets an error drift across a large scan; chosen by
-# measurement (docs/benchmarks.md, "Phase-synchronised stitching"). The rounds stop once
-# no factor moves by more than the tolerance (|u_new - u_old|, ~ rad), at most the cap.
-PHASE_SYNC_ANCHOR = 0.3
-PHASE_SYNC_TOL = 1e-6
-PHASE_SYNC_MAX_ROUNDS = 1000
+# measurement on six trained models (docs/benchmarks.md, "Network quality" §17).
+PHASE_SYNC_ANCHOR = 0.03
 
 
 def _is_int(value: Any) -> bool:
@@ -290,7 +285,7 @@ class Stitcher:
         self.frame = frame
         self.phase_sync = bool(phase_sync)
         self.phase_sync_anchor = float(anchor)
-        self.sync_rounds_run = 0
+        self.sync_steps_run = 0
         # Kept per chunk when synchronising: canvas index (B, span*span) of every window
         # pixel (the spare index H*W for pixels outside the frame) and the placed window.
         self._kept: list[tuple[np.ndarray, np.ndarray]] = []
@@ -396,17 +391,7 @@ class Stitcher:
         del data, indices
         gram = (scaled.conj() @ scaled.T).tocsr()
         anchor = self.phase_sync_anchor * gram.diagonal().real.astype(np.float64)
-        factors = np.ones(n_windows, dtype=np.complex128)
-        self.sync_rounds_run = 0
-        for _ in range(PHASE_SYNC_MAX_ROUNDS):
-            target = gram @ factors + anchor
-            magnitude = np.abs(target)
-            updated = np.where(magnitude > 0, target / np.where(magnitude > 0, magnitude, 1.0), factors)
-            change = float(np.max(np.abs(updated - factors), initial=0.0))
-            factors = updated
-            self.sync_rounds_run += 1
-            if change <= PHASE_SYNC_TOL:
-                break
+        factors, self.sync_steps_run = synchronise_phases(gram, anchor)
         del gram
         value = root_weight * (scaled.T @ factors)
         # The common phase the data cannot fix: keep the plain average's.
@@ -425,7 +410,7 @@ class Stitcher:
         """The stitched object, complex64 (H, W): ``value / weight`` where covered, 0 elsewhere.
 
         With ``phase_sync`` the patches' constant phases are synchronised first (each
-        call runs it again; ``sync_rounds_run`` says how many rounds it took).
+        call runs it again; ``sync_steps_run`` says how many Newton steps it took).
         """
         value = self._synchronised_value() if self._kept else self._value
         covered = self._weight > STITCH_MIN_WEIGHT
