@@ -201,3 +201,16 @@ def test_a_large_scan_is_synchronised(spread, most_steps):
     result, stitcher = _synchronised(scan, scan.patches * _offsets(len(scan.patches), spread, seed=8), anchor=0.0)
     np.testing.assert_allclose(_common_phase_removed(result[rows, cols], truth), truth, atol=1e-3)
     assert stitcher.sync_steps_run <= most_steps
+
+
+def test_a_window_off_the_canvas_changes_nothing(jittered_scan):
+    """A patch placed wholly outside the frame has no overlap at all (A_kk = 0)."""
+    scan = jittered_scan
+    frame = ObjectFrame.for_object(scan.object.shape)
+    disturbed = scan.patches[:50] * _offsets(50, 0.5, seed=9)
+    inside = stitch(disturbed, scan.positions_px[:50], frame, phase_sync=True)
+    far = np.array([[-1000.0, -1000.0]])
+    with_outside = stitch(np.concatenate([disturbed, disturbed[:1]]), np.concatenate([scan.positions_px[:50], far]),
+                          frame, phase_sync=True)
+    assert np.all(np.isfinite(with_outside))
+    np.testing.assert_allclose(with_outside, inside, atol=1e-6)

@@ -15,7 +15,7 @@ patches needs ~``D^2`` rounds (1000 rounds did not converge for 8000 positions w
 anchor). A Newton step on the angles solves one weighted graph Laplacian system for all
 of them at once::
 
-    (L + diag(a_k cos theta_k)) delta = Im(conj(u) (A_off u)) - a Im(u)
+    (L + diag(max(0, a_k cos theta_k))) delta = Im(conj(u) (A_off u)) - a Im(u)
     L = Laplacian with weights Re(conj(u_k) A_kl u_l)             (each weight clipped at 0)
     u <- u exp(i t delta)     t <= 1 so that no angle moves by more than 0.25 rad,
                               halved until f does not decrease
@@ -70,7 +70,8 @@ def synchronise_phases(gram, anchor: np.ndarray) -> tuple[np.ndarray, int]:
 
     gram = sparse.csr_matrix(gram, dtype=np.complex128)
     anchor = np.asarray(anchor, dtype=np.float64)
-    ridge = _RIDGE * np.maximum(gram.diagonal().real, np.finfo(np.float64).tiny)
+    own = gram.diagonal().real
+    ridge = _RIDGE * np.where(own > 0, own, 1.0)  # a window with no pixels on the canvas has A_kk = 0
     off_diagonal = (gram - sparse.diags(gram.diagonal())).tocsr()
     off_diagonal.eliminate_zeros()
     rows = np.repeat(np.arange(off_diagonal.shape[0]), np.diff(off_diagonal.indptr))
