@@ -55,7 +55,7 @@ the amplitudes and the shape of each patch's phase are the network's. Synchronis
 needs every patch: the stitcher then keeps each placed window (complex64 and an int32
 canvas index per pixel: about 5 KiB a position at the 20-pixel default crop) until
 :meth:`Stitcher.result`, whose sparse products peak at about 24 KiB a position (240 MB
-and 1.5 s more than the plain average for 10 000 positions at N = 64, on 2 cores:
+and 0.6 s more than the plain average, 4 Newton steps, for 10 000 positions at N = 64, on 2 cores:
 ``bench/simulate_stitch.py``).
 
 Memory is the canvas (complex128 value + float64 weight) plus one chunk of patches;
