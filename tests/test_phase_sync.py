@@ -149,29 +149,26 @@ def _power_method(gram, anchor, tol=1e-12, rounds=200_000):
     raise AssertionError("the reference did not converge")
 
 
-def _gram(scan, patches):
+def _gram(scan, patches, monkeypatch):
     """The stitcher's own overlap matrix for these patches (its synchronisation's input)."""
+    import ptychopinn_core.physics.stitching as stitching
+
     captured = {}
 
     def spy(gram, anchor):
         captured["gram"] = gram
         return synchronise_phases(gram, anchor)
 
-    import ptychopinn_core.physics.stitching as stitching
-
-    original = stitching.synchronise_phases
-    stitching.synchronise_phases = spy
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(stitching, "synchronise_phases", spy)
         _synchronised(scan, patches)
-    finally:
-        stitching.synchronise_phases = original
     return captured["gram"]
 
 
 @pytest.mark.parametrize("anchor", [0.0, 0.03, 0.3])
-def test_newton_reaches_the_power_methods_optimum(jittered_scan, anchor):
+def test_newton_reaches_the_power_methods_optimum(jittered_scan, anchor, monkeypatch):
     scan = jittered_scan
-    gram = _gram(scan, scan.patches * _offsets(len(scan.patches), 0.5, seed=6))
+    gram = _gram(scan, scan.patches * _offsets(len(scan.patches), 0.5, seed=6), monkeypatch)
     weights = anchor * gram.diagonal().real
     factors, steps = synchronise_phases(gram, weights)
     reference = _power_method(gram, weights)
