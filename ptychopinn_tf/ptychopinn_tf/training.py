@@ -22,7 +22,7 @@ What is decided here (and mirrored in ``ptychopinn_torch.training``):
   validation: the loss over all validation groups after the epoch's updates), the
   progress events and the metrics loggers. The weights of the last epoch are kept.
 - **Weight average** (``training.ema_decay``, docs/physics.md §8): :class:`WeightAverage`
-  folds the weights into its sums in the compiled step, after the update; it is in place
+  folds the weights into its average in the compiled step, after the update; it is in place
   for the validation loss and the epoch's end, out again for the next step and the
   checkpoint, and kept after the last epoch.
 - **Checkpoints** (``execution.run_dir``): ``run_dir/last.npz`` after every epoch, written

@@ -218,11 +218,11 @@ def train(model: ConstantPatchModel, data, config, progress) -> History:
             corrected_first = first_moment / (1 - training.adam_beta1**n_updates)
             corrected_second = second_moment / (1 - training.adam_beta2**n_updates)
             theta = theta - learning_rate * corrected_first / (np.sqrt(corrected_second) + training.adam_epsilon)
-            delta = decay_at(decay, n_updates) if decay else 0.0
+            delta = decay_at(decay, n_updates)  # 0 for decay 0: the average is then theta
             average = delta * average + (1 - delta) * theta
             model.set_head_biases(theta)
             policy.end_batch(step, loss, len(group_ids))
-        scored = average if decay else theta
+        scored = average
         model.set_head_biases(scored)  # the epoch's end sees the average
         val_loss = loss_on(data.validation_groups, scored) if len(data.validation_groups) else None
         if policy.end_epoch(val_loss):
