@@ -27,7 +27,13 @@ predictions stitched as ``ptychopinn infer`` does and scored as the benchmark sc
   overlaps alone; SSIM and steps per value; the default is
   ``ptychopinn_core.physics.stitching.PHASE_SYNC_ANCHOR``);
 - ``crop``: the stitching crop swept around the model's (``-8 .. +8`` px; SSIM per crop,
-  phase-synchronised).
+  phase-synchronised);
+- ``border``: SSIM of the scored region shrunk by 8, 16 and 32 px on every side (is the
+  error where few patches overlap, at the scan's edge?);
+- ``phase_gain``: the least-squares slope of the reconstructed phase on the true phase
+  (after the scoring's plane removal; 1: the phase contrast is kept, below 1: shrunk
+  towards the mean) and the correlation of the low-passed phase error with the low-passed
+  true phase (near -1: the error is a shortfall where the phase is high).
 
 Prints ONE JSON object, writes it and a PNG of the error maps to ``--out``.
 """
@@ -47,6 +53,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 LOW_PASS_SIGMA_PX = 2.0
 CROP_STEPS = (-8, -4, 0, 4, 8)  # around the model's stitching crop
+BORDER_MARGINS_PX = (8, 16, 32)  # the scored region shrunk by these on every side
 ANCHORS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)  # phase synchronisation's pull to each patch's own phase
 
 
@@ -89,6 +96,8 @@ def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
         "phase_rmse": float(np.sqrt(np.mean(error**2))),
         "phase_rmse_low": float(np.sqrt(np.mean(low**2))),
         "phase_rmse_high": float(np.sqrt(np.mean((error - low) ** 2))),
+        "border": _border(pair),
+        "phase_gain": _phase_gain(pair, low),
     }
 
     model = backend.build_model(config, bundle.state, bundle.weights)
@@ -127,6 +136,35 @@ def _diagnose(bundle, backend, scan) -> tuple[dict[str, object], object]:
         crops[str(value)] = ssim(workflow.reconstruct(_with(synced, {"inference.stitch_crop": value}), scan, backend))
     report["crop"] = crops
     return report, pair
+
+
+def _border(pair) -> dict[str, list[float]]:
+    """SSIM (amplitude, phase) of the aligned pair's region shrunk by each margin that
+    leaves room for the SSIM window."""
+    from ptychopinn_core.evaluation.metrics import SSIM_WINDOW_PX, image_metrics
+
+    scores = {}
+    for margin in BORDER_MARGINS_PX:
+        if min(pair.truth.shape) < 2 * margin + SSIM_WINDOW_PX:
+            continue
+        inner = (slice(margin, -margin), slice(margin, -margin))
+        scores[str(margin)] = [
+            round(image_metrics(recon[inner], truth[inner], part)["ssim"], 4)
+            for part, recon, truth in (("amplitude", pair.recon_amplitude, pair.truth_amplitude),
+                                       ("phase", pair.recon_phase, pair.truth_phase))
+        ]
+    return scores
+
+
+def _phase_gain(pair, low_error: np.ndarray) -> dict[str, float]:
+    """Slope of the reconstructed phase on the truth's, and how the smooth error follows the truth."""
+    from scipy import ndimage
+
+    truth = pair.truth_phase - pair.truth_phase.mean()
+    recon = pair.recon_phase - pair.recon_phase.mean()
+    low_truth = ndimage.gaussian_filter(truth, LOW_PASS_SIGMA_PX)
+    return {"slope": float(np.sum(truth * recon) / np.sum(truth * truth)),
+            "low_error_vs_truth_correlation": float(np.corrcoef(low_truth.ravel(), low_error.ravel())[0, 1])}
 
 
 def _planes_to(truth: np.ndarray, patches: np.ndarray, window: slice) -> np.ndarray:

@@ -58,5 +58,9 @@ def test_every_part_is_reported(tmp_path) -> None:
         assert all(len(pair) == 2 and all(-1 <= value <= 1 for value in pair) for pair in pairs)
         assert all(math.isfinite(part[key]) and part[key] >= 0
                    for key in ("phase_rmse", "phase_rmse_low", "phase_rmse_high"))
+        assert "8" in part["border"] and set(part["border"]) <= {"8", "16", "32"}  # margins that fit the region
+        assert all(len(pair) == 2 and all(-1 <= value <= 1 for value in pair) for pair in part["border"].values())
+        assert math.isfinite(part["phase_gain"]["slope"])
+        assert -1 <= part["phase_gain"]["low_error_vs_truth_correlation"] <= 1
         assert part["crop"]["10"] == part["ssim"]  # N = 32: the default crop is 10 px
         assert sorted(map(int, part["crop"])) == [8, 10, 14, 18]
