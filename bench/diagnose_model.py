@@ -200,7 +200,8 @@ def _figure(pairs: dict, path: Path) -> None:
                   (pair.recon_phase - pair.truth_phase, "phase error (rad)", "RdBu"),
                   (pair.recon_amplitude - pair.truth_amplitude, "amplitude error", "RdBu")]
         for column, (image, title, cmap) in enumerate(panels):
-            shown = axes[row, column].imshow(image, cmap=cmap)
+            limit = float(np.abs(image).max()) if cmap == "RdBu" else None  # errors: white at zero
+            shown = axes[row, column].imshow(image, cmap=cmap, vmin=-limit if limit else None, vmax=limit)
             figure.colorbar(shown, ax=axes[row, column], shrink=0.7)
             axes[row, column].set_title(f"{name}: {title}", fontsize=9)
     save_png(figure, path)
