@@ -196,12 +196,13 @@ def _figure(pairs: dict, path: Path) -> None:
     figure = Figure(figsize=(14, 3.5 * len(pairs)), layout="constrained")
     axes = figure.subplots(len(pairs), 4, squeeze=False)
     for row, (name, pair) in enumerate(pairs.items()):
-        panels = [(pair.truth_phase, "truth phase", "gray"), (pair.recon_phase, "reconstructed phase", "gray"),
-                  (pair.recon_phase - pair.truth_phase, "phase error (rad)", "RdBu"),
-                  (pair.recon_amplitude - pair.truth_amplitude, "amplitude error", "RdBu")]
-        for column, (image, title, cmap) in enumerate(panels):
-            limit = float(np.abs(image).max()) if cmap == "RdBu" else None  # errors: white at zero
-            shown = axes[row, column].imshow(image, cmap=cmap, vmin=-limit if limit else None, vmax=limit)
+        errors = [pair.recon_phase - pair.truth_phase, pair.recon_amplitude - pair.truth_amplitude]
+        panels = [(pair.truth_phase, "truth phase", {"cmap": "gray"}),
+                  (pair.recon_phase, "reconstructed phase", {"cmap": "gray"}),
+                  *((error, title, {"cmap": "RdBu", "vmin": -np.abs(error).max(), "vmax": np.abs(error).max()})
+                    for error, title in zip(errors, ("phase error (rad)", "amplitude error")))]  # errors: white at 0
+        for column, (image, title, style) in enumerate(panels):
+            shown = axes[row, column].imshow(image, **style)
             figure.colorbar(shown, ax=axes[row, column], shrink=0.7)
             axes[row, column].set_title(f"{name}: {title}", fontsize=9)
     save_png(figure, path)

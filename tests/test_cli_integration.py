@@ -10,7 +10,7 @@ seed). Two properties:
 - the overlap path learns: with gridsize 2 and the Velociprobe beam (the realistic
   probe the benchmarks and the demo use for gridsize 2) the trained bundle beats the
   untrained network (the core's initial weights) on the unseen scan by
-  :data:`GRIDSIZE2_GAIN` in the SSIM of amplitude AND phase. This costs ~60 s, so it
+  :data:`GRIDSIZE2_GAIN` in the SSIM of amplitude AND phase. This costs ~90 s, so it
   runs with one backend (:data:`GRIDSIZE2_BACKEND`): that the other trains the same
   function step by step, gridsize 2 included, is what ``tests/test_parity.py`` proves.
 
