@@ -7,10 +7,12 @@ Run from the repository root::
     .venv/bin/python bench/inference.py --backends onnx,pytorch --repeats 5 --json out.json
     .venv/bin/python bench/inference.py --no-inference --env-sizes   # only the environment sizes
     .venv/bin/python bench/inference.py --pattern-sizes 64 --n-filters-scale 2 --published PEER
+    .venv/bin/python bench/inference.py --pattern-sizes 64 --architecture space_to_depth
 
 For every case (``N`` in ``--pattern-sizes`` x gridsize in ``--gridsizes``) it writes ONE
 bundle (the core's seeded initial weights, ``initial_weights(parameter_specs(model),
-seed)``, with ``n_filters_scale`` 1 unless ``--n-filters-scale``) and ONE simulated scan
+seed)``, with ``n_filters_scale`` 1 unless ``--n-filters-scale``, the ``encoder_decoder`` unless
+``--architecture``) and ONE simulated scan
 (:func:`ptychopinn_core.simulation.make_demo_scan`, 512 positions at N = 64 and 128 at
 N = 128: the same pattern pixels at every N), and every backend runs that very bundle
 on that very scan. Each (backend, case) runs in a fresh subprocess
@@ -62,6 +64,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +73,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from ptychopinn_core.backends import BackendRegistry
+from ptychopinn_core.config import ModelConfig
 
 from benchlib import finish, machine_info
 from suite import MeasurementError, run_json
+
+#: Every value of ``model.architecture`` (the config field is the one list).
+ARCHITECTURES = typing.get_args(ModelConfig.model_fields["architecture"].annotation)
 
 REPO = Path(__file__).resolve().parents[1]
 #: Pattern pixels per case: 512 positions at N = 64, 128 at N = 128.
@@ -126,7 +133,7 @@ def _ints(text: str) -> list[int]:
 
 
 def write_case(folder: Path, size: int, gridsize: int, n_positions: int, n_filters_scale: int,
-               seed: int) -> dict[str, Any]:
+               architecture: str, seed: int) -> dict[str, Any]:
     """Write the bundle and scan of one case into ``folder``; their paths and digest."""
     import numpy as np
 
@@ -138,7 +145,8 @@ def write_case(folder: Path, size: int, gridsize: int, n_positions: int, n_filte
     from ptychopinn_core.simulation import make_demo_scan
 
     config = Config.from_dict({
-        "model": {"pattern_size": size, "gridsize": gridsize, "n_filters_scale": n_filters_scale},
+        "model": {"pattern_size": size, "gridsize": gridsize, "n_filters_scale": n_filters_scale,
+                  "architecture": architecture},
         "training": {"seed": seed},
     })
     scan = make_demo_scan(n_positions, size, seed=seed)
@@ -153,12 +161,12 @@ def write_case(folder: Path, size: int, gridsize: int, n_positions: int, n_filte
     return {"bundle": str(bundle_path), "scan": str(scan_path), "bundle_digest": bundle_digest(bundle)}
 
 
-def case_plan(size: int, gridsize: int, n_positions: int, n_filters_scale: int, seed: int, seconds: float,
-              calls: int, files: dict[str, Any]) -> list[dict[str, Any]]:
+def case_plan(size: int, gridsize: int, n_positions: int, n_filters_scale: int, architecture: str, seed: int,
+              seconds: float, calls: int, files: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``measure_backend.py --plan`` of one (backend, case): predict, then reconstruct."""
     return [
         {"measure": measure, "pattern_size": size, "gridsize": gridsize, "n_filters_scale": n_filters_scale,
-         "n_positions": n_positions, "seconds": seconds, "repeats": calls, "seed": seed,
+         "architecture": architecture, "n_positions": n_positions, "seconds": seconds, "repeats": calls, "seed": seed,
          "bundle": files["bundle"], "scan": files["scan"]}
         for measure in MEASURES
     ]
@@ -388,7 +396,6 @@ def compare_environments(environments: dict[str, dict[str, Any]]) -> dict[str, A
 
 def measure_inference(names: list[str], args: argparse.Namespace, report) -> dict[str, Any]:
     """Every case for every backend, ``args.repeats`` interleaved rounds; per case the summary."""
-    from ptychopinn_core.config import ModelConfig
     from ptychopinn_core.model.flops import model_flops
 
     sizes, gridsizes = _ints(args.pattern_sizes), _ints(args.gridsizes)
@@ -401,14 +408,15 @@ def measure_inference(names: list[str], args: argparse.Namespace, report) -> dic
             for gridsize in gridsizes:
                 key = case_key(size, gridsize)
                 report(f"{key}: bundle and scan of {positions[size]} positions")
-                files = write_case(Path(temporary), size, gridsize, positions[size], args.n_filters_scale, args.seed)
+                files = write_case(Path(temporary), size, gridsize, positions[size], args.n_filters_scale,
+                                   args.architecture, args.seed)
                 flops = model_flops(ModelConfig(pattern_size=size, gridsize=gridsize,
-                                                n_filters_scale=args.n_filters_scale))
+                                                n_filters_scale=args.n_filters_scale, architecture=args.architecture))
                 cases[key] = {"pattern_size": size, "gridsize": gridsize, "n_positions": positions[size],
                               "patterns": positions[size] * gridsize**2, "n_filters_scale": args.n_filters_scale,
-                              "bundle_digest": files["bundle_digest"], "flops_per_pattern": flops.inference}
-                plans[key] = case_plan(size, gridsize, positions[size], args.n_filters_scale, args.seed,
-                                       args.seconds, args.calls, files)
+                              "architecture": args.architecture, "bundle_digest": files["bundle_digest"], "flops_per_pattern": flops.inference}
+                plans[key] = case_plan(size, gridsize, positions[size], args.n_filters_scale, args.architecture,
+                                       args.seed, args.seconds, args.calls, files)
                 runs[key] = {name: [] for name in names}
                 if peer_model(args.published, size, gridsize) is not None:
                     runs[key][PEER] = []
@@ -592,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--positions", help="scan positions: one count for every N, or N=COUNT,... "
                                             "(default: 512 at N = 64, 128 at N = 128)")
     parser.add_argument("--n-filters-scale", type=int, default=1, help="model width (default 1)")
+    parser.add_argument("--architecture", default="encoder_decoder", choices=ARCHITECTURES,
+                        help="model.architecture of the bundles (default encoder_decoder)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds, a fresh subprocess each (default 3)")
     parser.add_argument("--seconds", type=float, default=2.0,
                         help="in each subprocess, keep repeating each measured call for this long (default 2)")

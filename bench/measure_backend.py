@@ -238,6 +238,7 @@ class Measurement:
     pattern_size: int = 64  # N
     gridsize: int = 1
     n_filters_scale: int = 2
+    architecture: str = "encoder_decoder"  # model.architecture
     n_positions: int = 128  # positions of the simulated scan (inference, reconstruct: one group each)
     batch_size: int = 16
     epochs: int = 2  # training; >= 2, the first is set apart
@@ -264,7 +265,7 @@ def _config(measurement: Measurement, device: str):
 
     return Config.from_dict({
         "model": {"pattern_size": measurement.pattern_size, "gridsize": measurement.gridsize,
-                  "n_filters_scale": measurement.n_filters_scale},
+                  "n_filters_scale": measurement.n_filters_scale, "architecture": measurement.architecture},
         "training": {"epochs": 10_000, "batch_size": measurement.batch_size, "early_stopping_patience": None,
                      "seed": measurement.seed},
         "execution": {"device": device},
@@ -309,11 +310,12 @@ def _bundle_and_scan(backend, measurement: Measurement, device: str):
                            weights=initial_weights(parameter_specs(config.model), measurement.seed)), scan
     bundle, scan = read_bundle(measurement.bundle), read_scan(measurement.scan)
     model = bundle.config.model
-    found = (model.pattern_size, model.gridsize, model.n_filters_scale, scan.n_positions)
-    expected = (measurement.pattern_size, measurement.gridsize, measurement.n_filters_scale, measurement.n_positions)
+    found = (model.pattern_size, model.gridsize, model.n_filters_scale, model.architecture, scan.n_positions)
+    expected = (measurement.pattern_size, measurement.gridsize, measurement.n_filters_scale, measurement.architecture,
+                measurement.n_positions)
     if found != expected:
         raise ValueError(f"bundle {measurement.bundle} and scan {measurement.scan}: (pattern_size, gridsize, "
-                         f"n_filters_scale, n_positions) = {found}, the measurement names {expected}")
+                         f"n_filters_scale, architecture, n_positions) = {found}, the measurement names {expected}")
     config = bundle.config.with_overrides({"execution.device": device})
     return replace(bundle, config=config), scan
 
@@ -447,7 +449,8 @@ def main() -> None:
     parser.add_argument("--plan", help="JSON list of measurements (Measurement fields), run in order")
     parser.add_argument("--measure", choices=MEASURES, help="one measurement (instead of --plan)")
     defaults = Measurement("matmul")
-    for name in ("pattern_size", "gridsize", "n_filters_scale", "n_positions", "batch_size", "epochs", "seconds",
+    for name in ("pattern_size", "gridsize", "n_filters_scale", "architecture", "n_positions", "batch_size", "epochs",
+                 "seconds",
                  "repeats", "matmul_size", "conv_batch", "conv_size", "conv_in_channels", "conv_out_channels", "seed"):
         default = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)

@@ -56,9 +56,11 @@ class ModelConfig(_Section):
     amp_activation: Literal["sigmoid", "softplus", "relu", "swish"] = Field(
         "sigmoid", description="Activation of the amplitude head."
     )
-    architecture: Literal["encoder_decoder", "unet"] = Field(
+    architecture: Literal["encoder_decoder", "unet", "space_to_depth"] = Field(
         "encoder_decoder",
-        description="Network: encoder_decoder (no skips) or unet (encoder features concatenated into both decoders).",
+        description="Network: encoder_decoder (no skips), unet (encoder features concatenated into both decoders) "
+        "or space_to_depth (the encoder_decoder reading each 2x2 pixel block as 4 channels: "
+        "no full-resolution block, ~2x faster).",
     )
     group_network: Literal["shared", "joint"] = Field(
         "shared",

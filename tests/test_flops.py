@@ -46,14 +46,23 @@ def hand_network_n64(channels: int, scale: int, architecture: str = "encoder_dec
 
     ``unet``: the concatenations cost nothing; up-block 1's conv0 reads 4f more channels
     (encoder block 2, 16 x 16) and each head 2f more (encoder block 1, 32 x 32).
+    ``space_to_depth``: the stem costs nothing; the blocks run at 32, 16 and 8, the first
+    reading 4 channels per pattern channel, the last without a pool.
     """
     f = 32 * scale
     skip_1, skip_head = (4 * f, 2 * f) if architecture == "unet" else (0, 0)
-    encoder = (
-        conv(channels, f, 64) + conv(f, f, 64) + pool(f, 32)
-        + conv(f, 2 * f, 32) + conv(2 * f, 2 * f, 32) + pool(2 * f, 16)
-        + conv(2 * f, 4 * f, 16) + conv(4 * f, 4 * f, 16) + pool(4 * f, 8)
-    )
+    if architecture == "space_to_depth":
+        encoder = (
+            conv(4 * channels, f, 32) + conv(f, f, 32) + pool(f, 16)
+            + conv(f, 2 * f, 16) + conv(2 * f, 2 * f, 16) + pool(2 * f, 8)
+            + conv(2 * f, 4 * f, 8) + conv(4 * f, 4 * f, 8)
+        )
+    else:
+        encoder = (
+            conv(channels, f, 64) + conv(f, f, 64) + pool(f, 32)
+            + conv(f, 2 * f, 32) + conv(2 * f, 2 * f, 32) + pool(2 * f, 16)
+            + conv(2 * f, 4 * f, 16) + conv(4 * f, 4 * f, 16) + pool(4 * f, 8)
+        )
     decoder = conv(4 * f, 2 * f, 8) + conv(2 * f, 2 * f, 8) + conv(2 * f + skip_1, f, 16) + conv(f, f, 16)
     heads = conv(f + skip_head, channels, 32, SIGMOID) + conv(f + skip_head, channels, 32, PI_TANH)
     return encoder + 2 * decoder + heads + 4 * channels * 64 * 64
@@ -82,7 +91,7 @@ def test_network_n16_matches_hand_count(gridsize, scale, group_network):
 
 @pytest.mark.parametrize("gridsize", [1, 2])
 @pytest.mark.parametrize("scale", [1, 2])
-@pytest.mark.parametrize("architecture", ["encoder_decoder", "unet"])
+@pytest.mark.parametrize("architecture", ["encoder_decoder", "unet", "space_to_depth"])
 @pytest.mark.parametrize("group_network", ["shared", "joint"])
 def test_network_n64_matches_hand_count(gridsize, scale, architecture, group_network):
     config = ModelConfig(pattern_size=64, gridsize=gridsize, n_filters_scale=scale, architecture=architecture,

@@ -166,6 +166,22 @@ def test_unet_trains_through_its_skips(framework) -> None:
     assert after < before, f"training did not lower the unet's loss: {before!r} -> {after!r}"
 
 
+def test_space_to_depth_trains_through_its_stem(framework) -> None:
+    """N = 32 space_to_depth: encoder.0.conv0 reads the stem's 4 channels at 16 x 16 and
+    gets a gradient in every one of them; the backend's own training lowers the loss."""
+    config = make_config(model={"pattern_size": 32, "architecture": "space_to_depth"})
+    model, data, ids = setup(framework, config)
+    diffraction, offsets = data.gather(ids)
+    before, gradients = model.loss_and_gradients(diffraction, offsets)
+    kernel = gradients["encoder.0.conv0.kernel"]
+    assert kernel.shape[2] == 4
+    assert all(np.any(kernel[:, :, channel, :]) for channel in range(4)), "a stem channel gets no gradient"
+    train_model = importlib.import_module(f"{framework.model.__package__}.training").train_model
+    train_model(model, data, config, lambda event: None)
+    after, _ = model.loss_and_gradients(diffraction, offsets)
+    assert after < before, f"training did not lower the space_to_depth loss: {before!r} -> {after!r}"
+
+
 def test_forward_amplitude_is_the_physics_of_its_patches(framework) -> None:
     model, data, ids = setup(framework, make_config())
     diffraction, offsets = data.gather(ids)

@@ -24,6 +24,7 @@ def model(**overrides):
         ({"gridsize": 2}, 4 * 32 * 64 * 64, 4),  # shared: C passes a group
         ({"gridsize": 2, "group_network": "joint"}, 32 * 64 * 64, 16),  # one pass a group
         ({"architecture": "unet"}, 32 * 64 * 64, 16),
+        ({"architecture": "space_to_depth"}, 32 * 32 * 32, 64),  # no full-resolution block
     ],
 )
 def test_groups_follow_the_widest_activation(overrides, elements, groups) -> None:

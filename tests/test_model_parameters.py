@@ -28,7 +28,7 @@ from ptychopinn_core.model.parameters import (
 )
 
 SIZES = [16, 32, 64, 128, 256]
-ARCHITECTURES = ["encoder_decoder", "unet"]
+ARCHITECTURES = ["encoder_decoder", "unet", "space_to_depth"]
 
 
 def conv_count(in_channels: int, out_channels: int) -> int:
@@ -42,12 +42,14 @@ def hand_count_n64(
     """Parameter count of the N = 64 network, written out block by block (physics.md §3).
 
     ``unet``: up-block 1's conv0 also reads encoder block 2's 4f channels (16 x 16), the
-    heads also encoder block 1's 2f channels (32 x 32).
+    heads also encoder block 1's 2f channels (32 x 32). ``space_to_depth``: block 0 reads
+    the stem's 4 channels per pattern channel (at 32 x 32; the blocks' sides do not count).
     """
     f = 32 * scale
     skip_1, skip_head = (4 * f, 2 * f) if architecture == "unet" else (0, 0)
+    stem = 4 if architecture == "space_to_depth" else 1
     encoder = (
-        conv_count(channels, f) + conv_count(f, f)  # block 0: 64 x 64
+        conv_count(stem * channels, f) + conv_count(f, f)  # block 0: 64 x 64
         + conv_count(f, 2 * f) + conv_count(2 * f, 2 * f)  # block 1: 32 x 32
         + conv_count(2 * f, 4 * f) + conv_count(4 * f, 4 * f)  # block 2: 16 x 16 -> 8 x 8
     )
@@ -86,6 +88,9 @@ def test_default_parameter_count_is_the_documented_number():
     # unet, n_filters_scale 1: the numbers docs/physics.md (Architectures) and docs/bundle.md quote.
     assert count_parameters(parameter_specs(ModelConfig(architecture="unet"))) == 638_754
     assert count_parameters(parameter_specs(joint.model_copy(update={"architecture": "unet"}))) == 644_808
+    # space_to_depth: only encoder.0.conv0 reads 4 (gridsize 1) or 16 (joint) channels.
+    assert count_parameters(parameter_specs(ModelConfig(architecture="space_to_depth"))) == 564_738
+    assert count_parameters(parameter_specs(joint.model_copy(update={"architecture": "space_to_depth"}))) == 569_928
 
 
 def test_the_default_architecture_is_the_encoder_decoder():
@@ -155,7 +160,7 @@ def test_decoder_skips(size, skips):
 
 def test_unet_at_n16_is_the_encoder_decoder():
     """No up-block, so no skip: the same parameters and layers."""
-    plain, unet = (ModelConfig(pattern_size=16, gridsize=2, architecture=name) for name in ARCHITECTURES)
+    plain, unet = (ModelConfig(pattern_size=16, gridsize=2, architecture=name) for name in ARCHITECTURES[:2])
     assert parameter_specs(unet) == parameter_specs(plain)
     assert describe_architecture(unet) == describe_architecture(plain)
 
@@ -234,6 +239,9 @@ def test_architecture_shapes_chain(size, gridsize, architecture):
             assert (h_out, w_out) == (h_in, w_in)  # 'same' padding
         elif op == "maxpool2x2":
             assert (c_out, h_out, w_out) == (c_in, h_in // 2, w_in // 2)
+        elif op == "space_to_depth2x":  # the first layer, lossless: 4x the channels, half the side
+            assert layer["inputs"] == ("diffraction",) and layer["name"] == "encoder.stem"
+            assert (c_out, h_out, w_out) == (4 * c_in, h_in // 2, w_in // 2)
         elif op == "upsample2x_nearest":
             assert (c_out, h_out, w_out) == (c_in, 2 * h_in, 2 * w_in)
         elif op == "zero_pad":
@@ -245,7 +253,9 @@ def test_architecture_shapes_chain(size, gridsize, architecture):
         else:
             assert op == "complex_combine" and layer["inputs"] == ("pad_amplitude", "pad_phase")
         outputs[layer["name"]] = layer["output_shape"]
-    assert outputs["encoder.%d.pool" % (n_levels(size) - 1)][1:] == (8, 8)
+    bottleneck = "encoder.%d.conv1" if architecture == "space_to_depth" else "encoder.%d.pool"
+    assert outputs[bottleneck % (n_levels(size) - 1)][1:] == (8, 8)
+    assert ("encoder.stem" in outputs) == (architecture == "space_to_depth")
     assert layers[-1]["output_shape"] == (channels, size, size)
     ops = {layer["name"]: layer["op"] for layer in layers}
     assert ops["head_amplitude"] == "conv3x3_softplus" and ops["head_phase"] == "conv3x3_pi_tanh"
@@ -361,21 +371,24 @@ def architecture_rows(model: ModelConfig) -> list[str]:
     return rows
 
 
-def unet_rows() -> list[str]:
-    """The rows of the N = 64 unet that differ from the encoder_decoder's."""
+def differing_rows(architecture: str) -> list[str]:
+    """The rows of the N = 64 ``architecture`` that differ from the encoder_decoder's."""
     plain = set(architecture_rows(ModelConfig(pattern_size=64)))
-    return [row for row in architecture_rows(ModelConfig(pattern_size=64, architecture="unet")) if row not in plain]
+    return [row for row in architecture_rows(ModelConfig(pattern_size=64, architecture=architecture))
+            if row not in plain]
 
 
 def test_docs_show_the_n64_architecture():
     text = DOC.read_text()
     missing = [row for row in architecture_rows(ModelConfig(pattern_size=64)) if row not in text]
     assert not missing, "docs/bundle.md is stale; regenerate rows:\n" + "\n".join(missing)
-    missing = [row for row in unet_rows() if row not in text]
-    assert not missing, "docs/bundle.md is stale; regenerate the unet rows:\n" + "\n".join(missing)
+    for architecture in ARCHITECTURES[1:]:
+        missing = [row for row in differing_rows(architecture) if row not in text]
+        assert not missing, f"docs/bundle.md is stale; regenerate the {architecture} rows:\n" + "\n".join(missing)
 
 
 if __name__ == "__main__":  # regenerate the tables: python tests/test_model_parameters.py
     print("\n".join(architecture_rows(ModelConfig(pattern_size=64))))
-    print()
-    print("\n".join(unet_rows()))
+    for name in ARCHITECTURES[1:]:
+        print(f"\n{name}:")
+        print("\n".join(differing_rows(name)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import typing
 
 import numpy as np
 import pytest
@@ -31,6 +32,8 @@ from ptychopinn_core.testing import bitwise_equal, relative_error
 
 #: float32 network against the float64 numpy oracle (the reason is in the table).
 NETWORK_TOLERANCE = TOLERANCES["network"].relative
+#: Every value of model.architecture (the config field is the one list).
+ARCHITECTURES = typing.get_args(ModelConfig.model_fields["architecture"].annotation)
 
 
 def random_weights(model_config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
@@ -72,6 +75,18 @@ ACTIVATIONS = {
 }
 
 
+def numpy_space_to_depth(source: np.ndarray) -> np.ndarray:
+    """docs/physics.md §3 as written: channel ``4k + 2dy + dx`` holds pixel ``(2y + dy, 2x + dx)``
+    of channel ``k`` (loops, not a reshape, so that the backends' reshapes are checked)."""
+    batch, channels, height, width = source.shape
+    result = np.empty((batch, 4 * channels, height // 2, width // 2), dtype=source.dtype)
+    for k in range(channels):
+        for dy in range(2):
+            for dx in range(2):
+                result[:, 4 * k + 2 * dy + dx] = source[:, k, dy::2, dx::2]
+    return result
+
+
 def numpy_forward(weights: dict[str, np.ndarray], model_config: ModelConfig, diffraction: np.ndarray):
     """docs/physics.md §3 in float64, read off describe_architecture's layer list (one pass
     of ``network_channels`` channels: a shared group network folds the group into the batch)."""
@@ -86,6 +101,8 @@ def numpy_forward(weights: dict[str, np.ndarray], model_config: ModelConfig, dif
         source = outputs[layer["inputs"][0]]
         if op == "concat":  # (B, C, H, W): channels are axis 1, in the order of the inputs
             result = np.concatenate([outputs[source_name] for source_name in layer["inputs"]], axis=1)
+        elif op == "space_to_depth2x":
+            result = numpy_space_to_depth(source)
         elif op == "maxpool2x2":
             batch, channels, height, width = source.shape
             result = source.reshape(batch, channels, height // 2, 2, width // 2, 2).max(axis=(3, 5))
@@ -127,6 +144,8 @@ def oracle_case(size: int, gridsize: int, activation: str, architecture: str = "
         {"pattern_size": 64, "gridsize": 2, "architecture": "unet", "intensity_scale_trainable": True},
         {"pattern_size": 64, "gridsize": 2, "group_network": "joint"},
         {"pattern_size": 32, "gridsize": 3, "group_network": "joint", "architecture": "unet"},
+        {"pattern_size": 64, "gridsize": 2, "architecture": "space_to_depth"},
+        {"pattern_size": 16, "gridsize": 2, "group_network": "joint", "architecture": "space_to_depth"},
     ],
     ids=lambda settings: "-".join(f"{value}" for value in settings.values()),
 )
@@ -146,7 +165,7 @@ def test_parameters_are_the_canonical_list(framework, settings) -> None:
 
 
 @pytest.mark.parametrize("gridsize", [1, 2])
-@pytest.mark.parametrize("architecture", ["encoder_decoder", "unet"])
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_canonical_weights_round_trip_bit_exact(framework, gridsize: int, architecture: str) -> None:
     model_config = ModelConfig(pattern_size=32, gridsize=gridsize, n_filters_scale=1, intensity_scale_trainable=True,
                                architecture=architecture)
@@ -264,7 +283,7 @@ def test_network_is_deterministic_and_batch_independent(framework) -> None:
         assert relative_error(batched[2:3], single) <= 1e-6
 
 
-@pytest.mark.parametrize("architecture", ["encoder_decoder", "unet"])
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_a_shared_group_network_is_the_single_pattern_network_on_each_pattern(framework, architecture) -> None:
     """model.group_network = "shared": gridsize 2 has the gridsize-1 parameter list, loads
     gridsize-1 weights as they are, and predicts each pattern of a group exactly as the
@@ -279,6 +298,20 @@ def test_a_shared_group_network_is_the_single_pattern_network_on_each_pattern(fr
     for group_output, single_output in zip(grouped, alone):
         assert group_output.shape == (3, 4, 16, 16)
         assert relative_error(group_output, single_output.reshape(3, 4, 16, 16)) <= 1e-6
-    # The joint network is a different one: its first conv reads 4 channels.
+    # The joint network is a different one: its first conv reads 4 times the channels.
     joint_config = shared_config.model_copy(update={"group_network": "joint"})
-    assert parameter_specs(joint_config)[0].shape == (3, 3, 4, 32)
+    single_in = parameter_specs(single_config)[0].shape[2]  # 1, or 4 after space_to_depth's stem
+    assert parameter_specs(joint_config)[0].shape == (3, 3, 4 * single_in, 32)
+
+
+@pytest.mark.parametrize("size", [16, 64])  # 16: one encoder block, no pool at all; 64: two pools, two up-blocks
+@pytest.mark.parametrize(("gridsize", "group_network"), [(1, "shared"), (2, "shared"), (2, "joint")])
+def test_space_to_depth_matches_numpy_oracle(framework, size: int, gridsize: int, group_network: str) -> None:
+    """The stem's channel order is numbers here: the joint case rearranges 4 channels, so an
+    order with the block offset first (``tf.nn.space_to_depth``'s, ONNX's) changes every output."""
+    model_config, weights, diffraction, (expected_amplitude, expected_phase) = oracle_case(
+        size, gridsize, "sigmoid", "space_to_depth", group_network
+    )
+    amplitude, phase = framework.run_network(build(framework, model_config, weights), diffraction)
+    assert relative_error(amplitude, expected_amplitude) <= NETWORK_TOLERANCE
+    assert relative_error(phase, expected_phase) <= NETWORK_TOLERANCE

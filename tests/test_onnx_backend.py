@@ -97,8 +97,9 @@ def bundle() -> ModelBundle:
     [RICH_MODEL,
      {"pattern_size": 64, "gridsize": 1, "architecture": "unet", "amp_activation": "swish"},
      {"pattern_size": 32, "gridsize": 2, "group_network": "joint", "overlap_weights": "window",
-      "amp_activation": "softplus"}],
-    ids=["gridsize2-masked", "unet", "joint-window"],
+      "amp_activation": "softplus"},
+     {"pattern_size": 32, "gridsize": 2, "group_network": "joint", "architecture": "space_to_depth"}],
+    ids=["gridsize2-masked", "unet", "joint-window", "joint-space-to-depth"],
 )
 def test_the_graph_is_valid_onnx_with_canonical_initializers(model) -> None:
     config = make_config(**model)
@@ -346,6 +347,9 @@ def test_training_is_refused(registry: BackendRegistry, bundle: ModelBundle) -> 
 CROSS_MODELS = {
     "gridsize2-masked-probe": {"pattern_size": 64, "gridsize": 2, "probe_trainable": True, "probe_mask": True},
     "gridsize1-unet": {"pattern_size": 64, "gridsize": 1, "architecture": "unet", "amp_activation": "swish"},
+    # joint: the stem rearranges 4 channels, so its channel order is checked in numbers
+    "gridsize2-joint-space-to-depth": {"pattern_size": 32, "gridsize": 2, "group_network": "joint",
+                                       "architecture": "space_to_depth"},
 }
 
 

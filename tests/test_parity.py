@@ -57,7 +57,7 @@ def test_cases_cover_every_architecture():
     """By default parity compares every value of model.architecture, and each case's
     configuration builds that architecture."""
     cases = parity_cases((1, 2), ("pinn",))
-    assert {case.architecture for case in cases} == set(ARCHITECTURES) == {"encoder_decoder", "unet"}
+    assert {case.architecture for case in cases} == set(ARCHITECTURES) == {"encoder_decoder", "unet", "space_to_depth"}
     assert {case.group_network for case in cases} == set(GROUP_NETWORKS) == {"shared", "joint"}
     # Gridsize 1 once per architecture (both group networks are one network there), gridsize 2 once per pair.
     assert len(cases) == len(ARCHITECTURES) * (1 + len(GROUP_NETWORKS))

@@ -14,8 +14,8 @@ Conventions
 - conv3x3 'same', ``(Cin, H, W) -> (Cout, H, W)``: ``2 * 9 * Cin * Cout * H * W``
   (the zero border is counted, as frameworks compute it) plus ``Cout * H * W`` for the
   bias and the activation's cost per output element (:data:`ACTIVATION_FLOPS`).
-- max-pool 2x2: 3 compares per output element; nearest upsampling, zero padding and
-  the ``unet`` skip concatenation (``concat``) move data only (0). A skip costs its
+- max-pool 2x2: 3 compares per output element; nearest upsampling, zero padding, the
+  ``unet`` skip concatenation (``concat``) and ``space_to_depth``'s stem move data only (0). A skip costs its
   FLOPs in the conv that reads the concatenation, through that conv's wider input.
 - Bilinear translation: 4 taps per output pixel, each a weight product (1) and a
   weighted value, accumulated: 11 FLOPs per real pixel, 18 per complex pixel.
@@ -99,7 +99,7 @@ def layer_flops(layer: dict) -> int:
         return 2 * multiply_adds + outputs + ACTIVATION_FLOPS[activation] * outputs
     if op == "maxpool2x2":
         return 3 * math.prod(layer["output_shape"])
-    if op in ("upsample2x_nearest", "zero_pad", "concat"):
+    if op in ("upsample2x_nearest", "zero_pad", "concat", "space_to_depth2x"):
         return 0
     if op == "complex_combine":
         return 4 * math.prod(layer["output_shape"])  # cos, sin, 2 multiplies

@@ -157,6 +157,8 @@ def _network(g: GraphBuilder, model_config: ModelConfig, diffraction: str) -> tu
             value = graph.upsample2x(g, inputs[0], name)
         elif op == "concat":
             value = graph.concat(g, inputs, name)
+        elif op == "space_to_depth2x":
+            value = graph.space_to_depth2x(g, inputs[0], *layer["input_shape"], hint=name)
         elif op == "zero_pad":  # reads a head: unfold the group first
             head = inputs[0]
             if folded:

@@ -53,6 +53,7 @@ __all__ = [
     "merge_patches",
     "pad_to_full",
     "poisson_nll",
+    "space_to_depth2x",
     "translate",
     "upsample2x",
 ]
@@ -215,6 +216,16 @@ def upsample2x(g: GraphBuilder, x: str, hint: str = "upsample") -> str:
     scales = g.constant([1.0, 1.0, 2.0, 2.0], "upsample_scales")
     return g.op("Resize", x, "", scales, hint=hint, mode="nearest",
                 coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+
+
+def space_to_depth2x(g: GraphBuilder, x: str, channels: int, height: int, width: int,
+                     hint: str = "space_to_depth") -> str:
+    """``(B, c, H, W) -> (B, 4c, H/2, W/2)``, channel ``4 * k + 2 * dy + dx`` holding pixel
+    ``(2y + dy, 2x + dx)`` of channel ``k`` (the canonical order). A reshape and a transpose:
+    ONNX's ``SpaceToDepth`` puts the block offset first (``(2 * dy + dx) * c + k``)."""
+    blocks = g.op("Reshape", x, g.ints(-1, channels, height // 2, 2, width // 2, 2), hint=f"{hint}.blocks")
+    moved = g.op("Transpose", blocks, hint=f"{hint}.transpose", perm=[0, 1, 3, 5, 2, 4])  # (B, k, dy, dx, y, x)
+    return g.op("Reshape", moved, g.ints(-1, 4 * channels, height // 2, width // 2), hint=hint)
 
 
 def concat(g: GraphBuilder, xs: Sequence[str], hint: str = "concat", axis: int = 1) -> str:

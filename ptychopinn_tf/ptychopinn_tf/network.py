@@ -1,4 +1,4 @@
-"""The network of docs/physics.md §3 (``encoder_decoder`` or ``unet``) in TensorFlow.
+"""The network of docs/physics.md §3 (``encoder_decoder``, ``unet`` or ``space_to_depth``) in TensorFlow.
 
 Built layer by layer from the core's description
 (:func:`ptychopinn_core.model.parameters.describe_architecture`) with one plain
@@ -19,6 +19,9 @@ Ops (the ``op`` names of ``describe_architecture``):
 - ``upsample2x_nearest``: every pixel repeated 2 x 2 (nearest neighbour);
 - ``concat`` (``unet``'s skips): the inputs, in order, concatenated along channels
   (the last axis in NHWC, the first of describe_architecture's channel-first shapes);
+- ``space_to_depth2x`` (``space_to_depth``'s stem): each 2 x 2 pixel block to channels,
+  channel ``4 * k + 2 * dy + dx`` from input channel ``k`` (a reshape and a transpose:
+  ``tf.nn.space_to_depth`` orders the channels the other way round, block offset first);
 - heads ``conv3x3_<act>``: conv + bias, then ``sigmoid`` | ``softplus`` | ``relu`` |
   ``swish`` (``x * sigmoid(x)``) for the amplitude, ``pi * tanh`` for the phase.
 
@@ -65,6 +68,14 @@ _ACTIVATIONS = {
     "swish": _swish,
     "pi_tanh": _pi_tanh,
 }
+
+
+def _space_to_depth(values: tf.Tensor) -> tf.Tensor:
+    """NHWC ``(B, H, W, c) -> (B, H/2, W/2, 4c)``, channel ``4 * k + 2 * dy + dx`` (canonical)."""
+    height, width, channels = values.shape[1], values.shape[2], values.shape[3]
+    blocks = tf.reshape(values, [-1, height // 2, 2, width // 2, 2, channels])  # (B, y, dy, x, dx, k)
+    blocks = tf.transpose(blocks, [0, 1, 3, 5, 2, 4])  # (B, y, x, k, dy, dx)
+    return tf.reshape(blocks, [-1, height // 2, width // 2, 4 * channels])
 
 
 class PinnNetwork(tf.Module):
@@ -140,6 +151,8 @@ class PinnNetwork(tf.Module):
             op = layer["op"]
             if op == "concat":
                 values = tf.concat([outputs[name] for name in layer["inputs"]], axis=-1)
+            elif op == "space_to_depth2x":
+                values = _space_to_depth(values)
             elif op == "maxpool2x2":
                 values = tf.nn.max_pool2d(values, ksize=2, strides=2, padding="VALID")
             elif op == "upsample2x_nearest":

@@ -1,4 +1,4 @@
-"""The network of docs/physics.md §3 (``encoder_decoder`` or ``unet``) as a ``torch.nn.Module``.
+"""The network of docs/physics.md §3 (``encoder_decoder``, ``unet`` or ``space_to_depth``) as a ``torch.nn.Module``.
 
 Built from the core's canonical parameter list
 (:func:`ptychopinn_core.model.parameters.parameter_specs`); the module names are the
@@ -11,7 +11,9 @@ cross-correlations, so the transpose is the whole conversion.
 Layers (``N`` pattern side, ``C = gridsize**2``, ``L = log2(N / 8)``):
 
 - encoder block ``i``: conv3x3 'same' (zero padding 1) + bias, ReLU, conv3x3 + ReLU,
-  max-pool 2x2 stride 2;
+  max-pool 2x2 stride 2; ``space_to_depth`` first rearranges each 2 x 2 pixel block into
+  channels (``pixel_unshuffle``, whose channel order is the canonical one) and leaves out
+  the last block's max-pool (:func:`~ptychopinn_core.model.parameters.encoder_pools`);
 - decoders ``amplitude`` and ``phase``, ``L - 1`` up-blocks each: conv3x3 + ReLU,
   conv3x3 + ReLU, nearest-neighbour upsample x2; in ``unet`` the upsampled output of
   up-block ``j`` is then concatenated along channels (``dim=1``; decoder channels
@@ -51,9 +53,12 @@ from ptychopinn_core.config import ModelConfig
 from ptychopinn_core.model.parameters import (
     KERNEL_SIZE,
     PARAMETER_DTYPE,
+    SPACE_TO_DEPTH_BLOCK,
     decoder_filters,
     decoder_skips,
     encoder_filters,
+    encoder_input_channels,
+    encoder_pools,
     network_channels,
     parameter_specs,
     validate_weights,
@@ -122,7 +127,7 @@ class PinnNetwork(nn.Module):
     ----------
     model_config : ModelConfig
         ``pattern_size``, ``gridsize``, ``group_network``, ``n_filters_scale``, ``amp_activation``,
-        ``architecture`` (``unet`` adds the skip concatenations);
+        ``architecture`` (``unet`` adds the skip concatenations, ``space_to_depth`` the stem);
         ``intensity_scale_trainable`` adds the scalar parameter ``log_intensity_scale``
         (a canonical parameter, used by the physics, not by :meth:`forward`).
     name : str
@@ -144,7 +149,9 @@ class PinnNetwork(nn.Module):
         self.model_config = model_config
         channels = network_channels(model_config)
         self._channels = channels
-        previous = channels
+        previous = encoder_input_channels(model_config)
+        self._space_to_depth = model_config.architecture == "space_to_depth"
+        self._pools = encoder_pools(model_config)
         encoder = []
         encoder_widths = encoder_filters(model_config)
         for filters in encoder_widths:
@@ -189,13 +196,16 @@ class PinnNetwork(nn.Module):
         """
         batch, group, size = diffraction.shape[0], diffraction.shape[1], diffraction.shape[-1]
         features = diffraction.reshape(-1, self._channels, size, size)  # shared: one pattern a pass
+        if self._space_to_depth:
+            features = nn.functional.pixel_unshuffle(features, SPACE_TO_DEPTH_BLOCK)
         features = features.contiguous(memory_format=torch.channels_last)
         skipped = {}  # pre-pool features of the encoder blocks a skip reads (unet only)
-        for index, block in enumerate(self.encoder):
+        for index, (block, pools) in enumerate(zip(self.encoder, self._pools)):
             features = block(features)
             if index in self._skips:
                 skipped[index] = features
-            features = _max_pool(features)
+            if pools:
+                features = _max_pool(features)
         amplitude = self._decode(self.decoder_amplitude, features, skipped)
         phase = self._decode(self.decoder_phase, features, skipped)
         # The heads' activations in the parameters' dtype: under bf16 autocast the head
