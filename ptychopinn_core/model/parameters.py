@@ -56,9 +56,9 @@ time it learned less (docs/benchmarks.md, "Network quality").
   The ``L`` encoder blocks then run at sides ``N/2 .. 8`` with the same filters, the last
   one without its max-pool, so the bottleneck is still ``8 x 8`` and the decoders are
   unchanged. Only ``encoder.0.conv0`` reads ``4c`` channels; names and order stay. Why:
-  the full-resolution block (``N x N x 32`` activations) is about half of a training
-  step's time on a CPU (its ReLUs, max-pool and convolutions are memory-bound); without
-  it the network trains ~1.6x faster (docs/benchmarks.md, "Network quality").
+  the full-resolution block (``N x N x 32`` activations, memory-bound) is ~45 % of the
+  network's time on a CPU; without it training runs ~1.6x faster. Per epoch it learns
+  less, so it is not the default (docs/benchmarks.md, "Network quality" §22).
 
 Canonical layout
 ----------------
