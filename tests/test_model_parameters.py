@@ -24,6 +24,7 @@ from ptychopinn_core.model.parameters import (
     n_levels,
     network_channels,
     parameter_specs,
+    stem_block_side,
     validate_weights,
 )
 
@@ -256,6 +257,11 @@ def test_architecture_shapes_chain(size, gridsize, architecture):
     bottleneck = "encoder.%d.conv1" if architecture == "space_to_depth" else "encoder.%d.pool"
     assert outputs[bottleneck % (n_levels(size) - 1)][1:] == (8, 8)
     assert ("encoder.stem" in outputs) == (architecture == "space_to_depth")
+    # The stem's block side, the one test of the name the layer list, pools and channels read.
+    block_side = stem_block_side(model)
+    assert block_side == (2 if architecture == "space_to_depth" else 1)
+    first_conv = next(layer for layer in layers if layer["name"] == "encoder.0.conv0")
+    assert first_conv["input_shape"] == (channels * block_side**2, size // block_side, size // block_side)
     assert layers[-1]["output_shape"] == (channels, size, size)
     ops = {layer["name"]: layer["op"] for layer in layers}
     assert ops["head_amplitude"] == "conv3x3_softplus" and ops["head_phase"] == "conv3x3_pi_tanh"

@@ -110,6 +110,7 @@ __all__ = [
     "n_levels",
     "network_channels",
     "parameter_specs",
+    "stem_block_side",
     "validate_weights",
 ]
 
@@ -239,12 +240,21 @@ def decoder_skips(model_config: ModelConfig) -> tuple[int | None, ...]:
     return tuple(levels - 1 - j if unet else None for j in range(levels - 1))
 
 
+def stem_block_side(model_config: ModelConfig) -> int:
+    """Side of the pixel blocks the encoder's stem turns into channels: 1 (no stem), or
+    :data:`SPACE_TO_DEPTH_BLOCK` for ``space_to_depth``.
+
+    The one place that tells the architectures apart by the stem; the channel count, the
+    pools, the layer description and the backends' networks read it from here.
+    """
+    model_config = _check_model_config(model_config)
+    return SPACE_TO_DEPTH_BLOCK if model_config.architecture == "space_to_depth" else 1
+
+
 def encoder_input_channels(model_config: ModelConfig) -> int:
     """Channels that ``encoder.0.conv0`` reads: ``c`` (:func:`network_channels`), or ``4c``
     after ``space_to_depth``'s stem."""
-    model_config = _check_model_config(model_config)
-    stem = SPACE_TO_DEPTH_BLOCK**2 if model_config.architecture == "space_to_depth" else 1
-    return stem * network_channels(model_config)
+    return stem_block_side(model_config) ** 2 * network_channels(model_config)
 
 
 def encoder_pools(model_config: ModelConfig) -> tuple[bool, ...]:
@@ -253,9 +263,8 @@ def encoder_pools(model_config: ModelConfig) -> tuple[bool, ...]:
     Every block, except the last one of ``space_to_depth``, whose encoder starts at ``N/2``
     and so reaches the ``8 x 8`` bottleneck with one pool fewer.
     """
-    model_config = _check_model_config(model_config)
+    last_pools = stem_block_side(model_config) == 1
     levels = n_levels(model_config.pattern_size)
-    last_pools = model_config.architecture != "space_to_depth"
     return tuple(block < levels - 1 or last_pools for block in range(levels))
 
 
@@ -401,8 +410,8 @@ def describe_architecture(model_config: ModelConfig) -> list[dict[str, Any]]:
         return add(name, "concat", sources, (sum(shapes[source][0] for source in sources), height, width))
 
     previous = "diffraction"
-    if model_config.architecture == "space_to_depth":
-        block_side = SPACE_TO_DEPTH_BLOCK
+    block_side = stem_block_side(model_config)
+    if block_side > 1:
         add("encoder.stem", "space_to_depth2x", previous,
             (channels * block_side**2, size // block_side, size // block_side))
         previous = "encoder.stem"

@@ -53,7 +53,6 @@ from ptychopinn_core.config import ModelConfig
 from ptychopinn_core.model.parameters import (
     KERNEL_SIZE,
     PARAMETER_DTYPE,
-    SPACE_TO_DEPTH_BLOCK,
     decoder_filters,
     decoder_skips,
     encoder_filters,
@@ -61,6 +60,7 @@ from ptychopinn_core.model.parameters import (
     encoder_pools,
     network_channels,
     parameter_specs,
+    stem_block_side,
     validate_weights,
 )
 
@@ -150,7 +150,7 @@ class PinnNetwork(nn.Module):
         channels = network_channels(model_config)
         self._channels = channels
         previous = encoder_input_channels(model_config)
-        self._space_to_depth = model_config.architecture == "space_to_depth"
+        self._stem_block_side = stem_block_side(model_config)
         self._pools = encoder_pools(model_config)
         encoder = []
         encoder_widths = encoder_filters(model_config)
@@ -196,8 +196,8 @@ class PinnNetwork(nn.Module):
         """
         batch, group, size = diffraction.shape[0], diffraction.shape[1], diffraction.shape[-1]
         features = diffraction.reshape(-1, self._channels, size, size)  # shared: one pattern a pass
-        if self._space_to_depth:
-            features = nn.functional.pixel_unshuffle(features, SPACE_TO_DEPTH_BLOCK)
+        if self._stem_block_side > 1:
+            features = nn.functional.pixel_unshuffle(features, self._stem_block_side)
         features = features.contiguous(memory_format=torch.channels_last)
         skipped = {}  # pre-pool features of the encoder blocks a skip reads (unet only)
         for index, (block, pools) in enumerate(zip(self.encoder, self._pools)):
