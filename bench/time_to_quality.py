@@ -23,7 +23,9 @@ quality" §23), as much as many of the levers measured, hence the option.
 The final model's prediction + stitching of the first test scan is timed after a warm-up, and
 the final model is also scored on its own training scan (``final_seen``: the seen object;
 its gap to ``final`` is what the network does not carry over to an unseen object).
-``--keep-models`` writes each run's final bundle next to the JSON, for later diagnosis.
+``--keep-models`` writes each run's final bundle next to the JSON, for later diagnosis;
+``--score MODEL.zip ...`` trains nothing and scores such bundles on the test objects (the
+backend that trained each, or the first of ``--backends``), JSON ``scores``.
 With ``--start-single-minutes M`` a gridsize > 1 run trains gridsize 1 for its first ``M``
 minutes and then its own gridsize from those weights (the shared group network has the
 gridsize-1 parameters; the optimiser starts afresh), on one clock.
@@ -49,8 +51,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _settings(args) -> dict[str, object]:
-    return {key: value for key, value in vars(args).items() if key not in ("out", "overrides")} | {
-        "overrides": list(args.overrides)
+    return {key: value for key, value in vars(args).items() if key not in ("out", "overrides", "score")} | {
+        "overrides": list(args.overrides), "score": [str(path) for path in args.score or []],
     }
 
 
@@ -208,6 +210,45 @@ def _figure(runs: list[dict[str, object]], target: float, path: Path) -> None:
     save_png(figure, path)
 
 
+def _probe_source(probe: str) -> dict[str, object]:
+    """``make_demo_scan``'s probe arguments for a ``--probe`` value: a kind, or a probe file."""
+    from ptychopinn_core.simulation.probe import PROBE_KINDS, load_probe
+
+    if probe in PROBE_KINDS:
+        return {"probe_kind": probe}
+    # The simulate command's record of a probe file.
+    return {"probe": load_probe(probe, 64), "meta": {"probe_kind": "file", "probe_file": Path(probe).name}}
+
+
+def _test_scans(probe: str, args) -> list:
+    """The unseen test scans: ``--test-objects`` objects, seeds ``--seed`` + 2, + 3, ..."""
+    from ptychopinn_core.simulation import make_demo_scan
+
+    return [make_demo_scan(args.n_test, 64, seed=args.seed + 2 + index, **_probe_source(probe))
+            for index in range(args.test_objects)]
+
+
+def _score_bundles(args, registry, names: list[str]) -> None:
+    """``--score``: each bundle's scores on the test objects of its probe (``--probe``, default velociprobe)."""
+    from ptychopinn_core.atomic import atomic_write
+    from ptychopinn_core.model.bundle import read_bundle
+
+    probe = (args.probe or ["velociprobe"])[0]
+    test_scans = _test_scans(probe, args)
+    scores = []
+    for path in args.score:
+        bundle = read_bundle(path)
+        trained_by = bundle.manifest["backend"]
+        backend = registry.get(trained_by if trained_by in names else names[0])
+        scores.append({"model": str(path), "backend": backend.name, "probe": probe,
+                       "architecture": bundle.config.model.architecture, **_scores(bundle, test_scans, backend)})
+    report = {"benchmark": "time_to_quality", "machine": machine_info(), "settings": _settings(args), "scores": scores}
+    args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(args.out / "scores.json", "w") as handle:
+        handle.write(json.dumps(report, indent=2, default=float) + "\n")
+    print(json.dumps(report, indent=2, default=float))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", help="comma-separated backend names (default: every installed one)")
@@ -231,6 +272,8 @@ def main() -> None:
                         help="configuration override (repeatable), e.g. --set model.n_filters_scale=1")
     parser.add_argument("--keep-models", action="store_true",
                         help="write each run's final model bundle to --out (model-BACKEND-PROBE-gGRIDSIZE.zip)")
+    parser.add_argument("--score", type=Path, nargs="+", metavar="MODEL",
+                        help="train nothing: score these bundles (from --keep-models) on the test objects")
     parser.add_argument("--quick", action="store_true", help="smoke run: 256/64 positions, 0.25 min per run")
     parser.add_argument("--out", type=Path, default=Path("time-to-quality"), help="folder for JSON and PNG")
     args = parser.parse_args()
@@ -244,21 +287,17 @@ def main() -> None:
     from ptychopinn_core.atomic import atomic_write
     from ptychopinn_core.backends import BackendRegistry
     from ptychopinn_core.simulation import make_demo_scan
-    from ptychopinn_core.simulation.probe import PROBE_KINDS, load_probe
 
     registry = BackendRegistry.discover()
     names = args.backends.split(",") if args.backends else [e.name for e in registry.entries() if e.ok]
+    if args.score:
+        _score_bundles(args, registry, names)
+        return
     gridsizes = args.gridsize or [1, 2]
     runs = []
     for probe in args.probe or ["velociprobe"]:
-        if probe in PROBE_KINDS:
-            source = {"probe_kind": probe}
-        else:
-            # The simulate command's record of a probe file.
-            source = {"probe": load_probe(probe, 64), "meta": {"probe_kind": "file", "probe_file": Path(probe).name}}
-        train_scan = make_demo_scan(args.n_train, 64, seed=args.seed + 1, **source)
-        test_scans = [make_demo_scan(args.n_test, 64, seed=args.seed + 2 + index, **source)
-                      for index in range(args.test_objects)]
+        train_scan = make_demo_scan(args.n_train, 64, seed=args.seed + 1, **_probe_source(probe))
+        test_scans = _test_scans(probe, args)
         runs += [_run(registry.get(name), gridsize, train_scan, test_scans, args) for name in names for gridsize in gridsizes]
     report = {"benchmark": "time_to_quality", "machine": machine_info(), "settings": _settings(args), "runs": runs}
     args.out.mkdir(parents=True, exist_ok=True)
