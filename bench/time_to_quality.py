@@ -18,7 +18,7 @@ reconstructs the test scans and is scored against their truths (SSIM with the tr
 range, after amplitude scaling and phase offset/ramp removal: ptychopinn_core.evaluation).
 With several test objects a snapshot's scores are their means and ``objects`` lists each
 object's; the first object (seed ``--seed`` + 2) is the one every earlier run was scored on.
-One object's phase SSIM differs from another's by about 0.01 (docs/benchmarks.md, "Network
+One object's phase SSIM differs from another's by 0.01-0.03 (docs/benchmarks.md, "Network
 quality" §23), as much as many of the levers measured, hence the option.
 The final model's prediction + stitching of the first test scan is timed after a warm-up, and
 the final model is also scored on its own training scan (``final_seen``: the seen object;
